@@ -1,0 +1,5 @@
+import sys
+
+from edgefocal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""Datasets (Fashion-MNIST idx files, ImageFolder trees, scikit-learn digits), preprocessing from the
+model's timm data config, and the deterministic class-balanced calibration subset."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgefocal.errors import BadInput
+
+FASHION_MNIST_DIR = Path(os.environ.get("EDGEFOCAL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (optionally gzipped), the format of MNIST and Fashion-MNIST.
+
+    Hand-written because it is 15 lines and no maintained library reads idx without pulling torchvision
+    datasets' download machinery."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise BadInput(
+            f"{path} does not exist",
+            hint="apt-get install dataset-fashion-mnist, or point --data-root at the idx files",
+        ) from None
+    except (OSError, EOFError) as e:
+        raise BadInput(f"{path} is not a readable idx file ({e})", hint="re-download or reinstall the data") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise BadInput(f"{path} is not an idx file of unsigned bytes", hint="pass the *-ubyte(.gz) files")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise BadInput(f"{path} is truncated: expected {int(np.prod(dims))} bytes, found {body.size}",
+                       hint="re-download or reinstall the data")
+    return body.reshape(dims)
+
+
+@dataclass
+class Dataset:
+    """Labelled images addressed by index; `load(i)` returns a PIL image, `key(i)` a stable identity."""
+
+    name: str
+    labels: np.ndarray
+    class_names: list[str]
+    load: Callable[[int], "object"]
+    key: Callable[[int], bytes]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _array_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> Dataset:
+    from PIL import Image
+
+    return Dataset(
+        name=name,
+        labels=labels.astype(np.int64),
+        class_names=classes,
+        load=lambda i: Image.fromarray(images[i]),
+        key=lambda i: images[i].tobytes() + int(labels[i]).to_bytes(2, "little"),
+    )
+
+
+def fashion_mnist(split: str = "test", root: Path | None = None) -> Dataset:
+    root = Path(root) if root else FASHION_MNIST_DIR
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise BadInput(f"unknown Fashion-MNIST split '{split}'", hint="use split: train or test")
+
+    def find(kind: str) -> Path:
+        for name in (f"{prefix}-{kind}-ubyte.gz", f"{prefix}-{kind}-ubyte"):
+            if (root / name).exists():
+                return root / name
+        return root / f"{prefix}-{kind}-ubyte.gz"
+
+    images = read_idx(find("images-idx3"))
+    labels = read_idx(find("labels-idx1"))
+    if len(images) != len(labels):
+        raise BadInput(f"{root}: {len(images)} images but {len(labels)} labels", hint="reinstall the data")
+    return _array_dataset(f"fashion-mnist:{split}", images, labels, FASHION_MNIST_CLASSES)
+
+
+def digits(split: str = "test") -> Dataset:
+    """scikit-learn's bundled 8×8 digits, split 1/3 test by a fixed seed."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = (d.images * (255 / 16)).round().astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    cut = len(images) // 3
+    idx = order[:cut] if split == "test" else order[cut:]
+    return _array_dataset(f"digits:{split}", images[idx], d.target[idx], [str(i) for i in range(10)])
+
+
+def image_folder(root: Path) -> Dataset:
+    """A directory with one sub-folder per class (torchvision's ImageFolder layout)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInput(f"image folder {root} does not exist", hint="pass a directory with one sub-folder per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files: list[Path] = []
+    labels: list[int] = []
+    for ci, c in enumerate(classes):
+        for p in sorted((root / c).rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                files.append(p)
+                labels.append(ci)
+    if not files:
+        raise BadInput(f"image folder {root} holds no images",
+                       hint=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in one sub-folder per class")
+
+    def load(i: int):
+        try:
+            with Image.open(files[i]) as im:
+                im.load()
+                return im.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise BadInput(f"image {files[i]} is corrupt or not an image ({e})",
+                           hint="delete or replace that file") from e
+
+    return Dataset(
+        name=f"imagefolder:{root}",
+        labels=np.asarray(labels, dtype=np.int64),
+        class_names=classes,
+        load=load,
+        key=lambda i: str(files[i].relative_to(root)).encode() + files[i].read_bytes(),
+    )
+
+
+def open_dataset(source: str, split: str = "test", path: Path | None = None) -> Dataset:
+    if source == "fashion-mnist":
+        return fashion_mnist(split, path)
+    if source == "digits":
+        return digits(split)
+    if source == "imagefolder":
+        if path is None:
+            raise BadInput("an imagefolder dataset needs a path", hint="set path: DIR in the recipe")
+        return image_folder(path)
+    raise BadInput(f"unknown dataset source '{source}'", hint="use fashion-mnist, digits or imagefolder")
+
+
+def balanced_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` indices, as even across classes as the data allows, the same for the same (labels, size, seed)."""
+    if size <= 0:
+        raise BadInput(f"calibration size must be positive, got {size}", hint="set calibration.size ≥ 1")
+    if len(labels) == 0:
+        raise BadInput("the calibration dataset is empty", hint="point the calibration set at labelled images")
+    rng = np.random.default_rng(seed)
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < min(size, len(labels)):
+        for pool in pools:  # round-robin over classes keeps the subset class-balanced
+            if depth < len(pool) and len(chosen) < size:
+                chosen.append(int(pool[depth]))
+        depth += 1
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def fingerprint(dataset: Dataset, indices: np.ndarray) -> str:
+    """sha256 over the chosen items' bytes and labels: equal fingerprints mean equal calibration data."""
+    h = hashlib.sha256(dataset.name.split(":")[0].encode())
+    for i in indices:
+        h.update(hashlib.sha256(dataset.key(int(i))).digest())
+    return h.hexdigest()
+
+
+def make_transform(data_config: dict):
+    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
+    from timm.data import create_transform
+
+    tf = create_transform(**{k: v for k, v in data_config.items() if k != "num_classes"}, is_training=False)
+    mode = "L" if data_config["input_size"][0] == 1 else "RGB"
+    return lambda img: tf(img.convert(mode))
+
+
+def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:
+    """Preprocessed float32 NCHW array of the given items."""
+    tf = make_transform(data_config)
+    out = np.empty((len(indices), *data_config["input_size"]), dtype=np.float32)
+    for j, i in enumerate(indices):
+        out[j] = tf(dataset.load(int(i))).numpy()
+        if progress is not None:
+            progress(1)
+    return out

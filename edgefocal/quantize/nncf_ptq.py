@@ -1,0 +1,88 @@
+"""NNCF post-training INT8 for OpenVINO IR and for ONNX Runtime's Q/DQ ONNX.
+
+Flavours follow what each runtime executes fastest on x86 (measured on this 2-core Xeon, see
+benchmarks/README.md): OpenVINO takes NNCF's default (symmetric S8S8); ONNX Runtime runs symmetric
+S8S8 Q/DQ *slower* than FP32 but fuses U8S8 (asymmetric uint8 activations, symmetric int8 per-channel
+weights, NNCF's MIXED preset) into fast QLinearConv kernels.
+
+With `max_agreement_drop` set, NNCF's accuracy control ranks layers by sensitivity and reverts them to
+float until top-1 agreement with the FP32 model on held-out images is within the bound: that is the
+mixed-precision fallback for layers that cannot take INT8."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+from edgefocal._deps import require
+from edgefocal.recipe import QuantizeSpec
+
+
+def _dataset(images: np.ndarray, transform: Callable = lambda x: x):
+    nncf = require("nncf", "openvino")
+    return nncf.Dataset([images[i : i + 1] for i in range(len(images))], transform)
+
+
+def _ignored_scope(spec: QuantizeSpec):
+    import nncf
+
+    if not spec.ignored_patterns:
+        return None
+    return nncf.IgnoredScope(patterns=list(spec.ignored_patterns), validate=False)
+
+
+def _agreement_fn(predict: Callable[[object, np.ndarray], np.ndarray]):
+    """validation_fn for NNCF accuracy control: the metric is top-1 agreement with FP32 logits."""
+
+    def validate(model, items: Iterable) -> tuple[float, list[float]]:
+        per_item = []
+        for images, reference in items:
+            per_item.extend((predict(model, images).argmax(1) == reference.argmax(1)).astype(float).tolist())
+        return float(np.mean(per_item)), per_item
+
+    return validate
+
+
+def _validation(validation: tuple[np.ndarray, np.ndarray], batch: int = 50):
+    nncf = require("nncf", "openvino")
+    images, reference = validation
+    return nncf.Dataset([(images[i : i + batch], reference[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def quantize_openvino(ov_model, calibration: np.ndarray, spec: QuantizeSpec,
+                      validation: tuple[np.ndarray, np.ndarray] | None = None):
+    """INT8 OpenVINO model (NNCF default: symmetric weights and activations)."""
+    nncf = require("nncf", "openvino")
+    kwargs = dict(subset_size=len(calibration), fast_bias_correction=spec.fast_bias_correction,
+                  ignored_scope=_ignored_scope(spec))
+    if spec.max_agreement_drop is None or validation is None:
+        return nncf.quantize(ov_model, _dataset(calibration), **kwargs)
+
+    def predict(compiled, images):
+        return compiled(images)[0]
+
+    return nncf.quantize_with_accuracy_control(
+        ov_model, _dataset(calibration), _validation(validation), _agreement_fn(predict),
+        max_drop=spec.max_agreement_drop, **kwargs)
+
+
+def quantize_onnx_u8s8(onnx_model, calibration: np.ndarray, spec: QuantizeSpec,
+                       validation: tuple[np.ndarray, np.ndarray] | None = None):
+    """INT8 Q/DQ ONNX for ONNX Runtime on x86: uint8 asymmetric activations, int8 per-channel weights."""
+    nncf = require("nncf", "onnx")
+    input_name = onnx_model.graph.input[0].name
+    kwargs = dict(subset_size=len(calibration), fast_bias_correction=spec.fast_bias_correction,
+                  preset=nncf.QuantizationPreset.MIXED, ignored_scope=_ignored_scope(spec))
+    calib = _dataset(calibration, lambda x: {input_name: x})
+    if spec.max_agreement_drop is None or validation is None:
+        return nncf.quantize(onnx_model, calib, **kwargs)
+
+    def predict(model, images):
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {input_name: images})[0]
+
+    return nncf.quantize_with_accuracy_control(
+        onnx_model, calib, _validation(validation), _agreement_fn(predict),
+        max_drop=spec.max_agreement_drop, **kwargs)

@@ -1,0 +1,173 @@
+"""Recipes: YAML files validated by pydantic. Unknown fields and conflicting settings fail loudly;
+nothing is silently fixed up (a typo in ORT's extra_options dict is ignored, a typo here is an error)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgefocal.errors import BadInput
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    name: str = "edgefocal-fmnist"  # a timm focalnet_* name, or the embedded default
+    checkpoint: Path | None = None  # .safetensors/.pth, timm or official microsoft/FocalNet format
+    num_classes: int | None = Field(default=None, ge=1)
+    trust_checkpoint: bool = False  # allow full unpickling (official checkpoints embed a yacs config)
+
+
+class DataSpec(Strict):
+    source: Literal["fashion-mnist", "imagefolder", "digits"] = "fashion-mnist"
+    path: Path | None = None  # idx directory for fashion-mnist, the root for imagefolder
+    split: Literal["train", "test"] = "test"
+    size: int | None = Field(default=None, ge=1)  # None: every item (eval); calibration needs a size
+    seed: int = 0
+
+
+class CalibrationSpec(DataSpec):
+    split: Literal["train", "test"] = "train"
+    size: int = Field(default=300, ge=1)
+
+
+class QuantizeSpec(Strict):
+    """NNCF post-training quantization; `max_agreement_drop` turns on NNCF's accuracy control, which
+    reverts the most sensitive layers to float until agreement with FP32 is within the bound."""
+
+    fast_bias_correction: bool = True
+    max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)
+    validation_size: int = Field(default=1000, ge=10)  # held-out train items for accuracy control
+    ignored_patterns: list[str] = []  # regexes over node names kept in float
+
+
+class PruneSpec(Strict):
+    method: Literal["none", "channels", "2:4"] = "none"
+    ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of prunable MACs removed (channels)
+    stage_ratios: list[float] | None = None  # per-stage override of ratio
+    exclude: list[str] = []  # module-name regexes left untouched
+    reconstruct: bool = True  # least-squares repair of the next layer from calibration activations
+    recover_steps: int = Field(default=0, ge=0)  # optional short distillation from the FP32 model
+
+
+class TensorRTSpec(Strict):
+    preset: Literal["focalnet", "all", "gemm-only"] = "focalnet"
+    require_engine: bool = False
+    workspace_mib: int = Field(default=2048, ge=64)
+    min_batch: int = Field(default=1, ge=1)
+    opt_batch: int = Field(default=8, ge=1)
+    max_batch: int = Field(default=32, ge=1)
+    timing_cache: Path | None = None
+    dla_core: int | None = Field(default=None, ge=0)
+    sparse_weights: bool | None = None  # None: on when the model was 2:4-pruned
+    trtexec: Path | None = None
+
+    @model_validator(mode="after")
+    def _batches_ordered(self):
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"need min_batch ≤ opt_batch ≤ max_batch, got {self.min_batch}/{self.opt_batch}/{self.max_batch}")
+        return self
+
+
+class CoreMLSpec(Strict):
+    minimum_deployment_target: Literal["iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"] = "iOS17"
+    input_type: Literal["image", "tensor"] = "image"
+    compression: Literal["none", "w8", "w8a8", "palettize"] = "w8a8"
+    palettize_bits: Literal[4, 6, 8] = 6
+    batch: int | tuple[int, int] = 1  # fixed batch, or (min, max) for a ranged batch
+
+
+class BenchSpec(Strict):
+    batch_sizes: list[int] = [1, 8]
+    warmup: int = Field(default=10, ge=0)
+    iterations: int = Field(default=50, ge=3)
+    rounds: int = Field(default=5, ge=1)  # runners are timed interleaved, round by round
+    threads: int | None = None  # CPU threads for every runner; None: all cores
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(b < 1 for b in v):
+            raise ValueError("batch_sizes needs at least one positive batch size")
+        return v
+
+
+class Gates(Strict):
+    max_top1_drop: float | None = Field(default=None, ge=0)  # points, vs the FP32 reference
+    min_agreement: float | None = Field(default=None, gt=0, le=1)
+    min_speedup: float | None = Field(default=None, gt=0)  # reference p50 / artifact p50 at the smallest batch
+
+
+class Recipe(Strict):
+    model: ModelSpec = ModelSpec()
+    targets: list[str] = ["auto"]  # "auto": the best target this machine can build and run
+    precision: Literal["fp32", "fp16", "int8"] = "int8"
+    calibration: CalibrationSpec = CalibrationSpec()
+    eval: DataSpec = DataSpec()
+    quantize: QuantizeSpec = QuantizeSpec()
+    prune: PruneSpec = PruneSpec()
+    tensorrt: TensorRTSpec = TensorRTSpec()
+    coreml: CoreMLSpec = CoreMLSpec()
+    bench: BenchSpec = BenchSpec()
+    gates: Gates = Gates()
+    output: Path = Path("build/edgefocal")
+
+
+def _format_errors(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def resolve_calibration(value: Any, base: Path) -> Any:
+    """`calibration: NAME` refers to calibration/NAME.yaml (next to the recipes, or in the repo)."""
+    if not isinstance(value, str):
+        return value
+    for root in (base, base.parent / "calibration", REPO_ROOT / "calibration"):
+        for cand in (root / value, root / f"{value}.yaml"):
+            if cand.is_file():
+                return yaml.safe_load(cand.read_text())
+    raise BadInput(f"calibration set '{value}' was not found", hint="name a file in calibration/ or write the set inline")
+
+
+def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe file (or the defaults), apply dotted CLI overrides, validate once."""
+    data: dict[str, Any] = {}
+    base = REPO_ROOT / "recipes"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise BadInput(f"recipe {path} does not exist", hint="pass a file from recipes/ or write one")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise BadInput(f"recipe {path} is not valid YAML ({str(e).splitlines()[0]})", hint="fix the YAML syntax") from e
+        if not isinstance(data, dict):
+            raise BadInput(f"recipe {path} must be a mapping of fields", hint="see recipes/default.yaml")
+        base = path.parent
+    if "calibration" in data:
+        data["calibration"] = resolve_calibration(data["calibration"], base)
+    for dotted, value in (overrides or {}).items():
+        if dotted == "calibration":
+            value = resolve_calibration(value, base)
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise BadInput(f"cannot set {dotted}: {p} is not a section", hint="check the recipe")
+        node[leaf] = value
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        where = f"recipe {path}" if path else "recipe"
+        raise BadInput(f"{where} is invalid: {_format_errors(e)}", hint="fix the named field (see recipes/default.yaml)") from e

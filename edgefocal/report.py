@@ -1,0 +1,99 @@
+"""report.json, report.md and the terminal table: one row per runner, the FP32 reference first."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgefocal.gate import GateResult
+
+
+def _fmt(v, spec: str, missing: str = "–") -> str:
+    return missing if v is None else format(v, spec)
+
+
+def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    batches = report["bench"]["batch_sizes"]
+    header = ["artifact", "top-1", "drop pt", "agree", "cosine"]
+    for b in batches:
+        header += [f"b{b} p50 ms", f"b{b} p99 ms", f"b{b} ×ref"]
+    header.append("MB")
+    rows = []
+    for r in report["rows"]:
+        cells = [
+            r["label"] + (" *" if r.get("requested") else ""),
+            _fmt(r.get("top1"), ".2%"),
+            _fmt(r.get("top1_drop"), "+.2f"),
+            _fmt(r.get("agreement"), ".2%"),
+            _fmt(r.get("cosine"), ".4f"),
+        ]
+        for b in batches:
+            lat = (r.get("latency_ms") or {}).get(b)
+            speed = (r.get("speedup_vs_reference") or {}).get(b)
+            cells += [_fmt(lat and lat["p50"], ".2f"), _fmt(lat and lat["p99"], ".2f"), _fmt(speed, ".2f")]
+        cells.append(_fmt(r["size_bytes"] / 1e6 if r.get("size_bytes") else None, ".2f"))
+        rows.append(cells)
+    return header, rows
+
+
+def notes(report: dict) -> list[str]:
+    out = [f"reference: {report['reference']['device']}; eval: {report['eval']['name']} "
+           f"({report['eval']['count']} images); * = requested artifact"]
+    for r in report["rows"]:
+        if r.get("skipped"):
+            out.append(f"{r['label']}: not run here — {r['skipped']}")
+        if r.get("no_latency"):
+            out.append(f"{r['label']}: latency not measured — {r['no_latency']}")
+        if r.get("proxy_for"):
+            out.append(f"{r['label']}: accuracy through {r.get('device', 'a proxy runtime')}, a proxy for the {r['proxy_for']}")
+        for line in r.get("notes", []):
+            out.append(f"{r['label']}: {line}")
+    return out
+
+
+def to_markdown(report: dict, gates: list[GateResult]) -> str:
+    header, rows = table_rows(report)
+    lines = [f"# edgefocal build report: {report['model']['name']}", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += [""] + [f"- {n}" for n in notes(report)]
+    if report.get("prune"):
+        p = report["prune"]
+        lines += ["", "## Pruning", "", f"- method {p.get('method')}, MACs {p.get('macs_before')} → {p.get('macs_after')}, "
+                  f"params {p.get('params_before')} → {p.get('params_after')}"]
+    if gates:
+        lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
+    return "\n".join(lines) + "\n"
+
+
+def render(report: dict, gates: list[GateResult], console) -> None:
+    from rich.table import Table
+
+    header, rows = table_rows(report)
+    table = Table(title=f"edgefocal: {report['model']['name']}", show_lines=False)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for n in notes(report):
+        console.print(f"[dim]{n}[/dim]")
+    for g in gates:
+        console.print(("[green]" if g.passed else "[bold red]") + g.describe() + "[/]")
+
+
+def write(report: dict, gates: list[GateResult], out: Path) -> None:
+    data = dict(report, gates=[g.__dict__ for g in gates])
+    (out / "report.json").write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    (out / "report.md").write_text(to_markdown(report, gates))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj

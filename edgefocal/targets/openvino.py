@@ -1,0 +1,85 @@
+"""OpenVINO target: FP32 and FP16-weight IR, and INT8 IR quantized by NNCF.
+
+This CPU runs OpenVINO in bf16 by default (AVX512-BF16): FP32 artifacts are compiled with
+INFERENCE_PRECISION_HINT=f32 so they really are the FP32 baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgefocal._deps import require
+from edgefocal.errors import BadInput
+from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
+
+
+class OpenVINORunner(Runner):
+    def __init__(self, artifact: Path, threads: int | None = None, precision_hint: str | None = None):
+        super().__init__(artifact)
+        self.threads = threads
+        self.precision_hint = precision_hint
+        self.compiled = None
+
+    def load(self) -> None:
+        ov = require("openvino", "openvino")
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
+        model = core.read_model(str(self.artifact))
+        model.reshape({model.inputs[0]: [-1, *list(model.inputs[0].get_partial_shape())[1:]]})
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.device = f"OpenVINO CPU ({self.threads or 'all'} threads, precision {hint})"
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x})
+        return self.request.get_output_tensor(0).data.copy()
+
+    def close(self) -> None:
+        self.compiled = None
+
+
+class OpenVINOTarget(Target):
+    name = "openvino"
+    precisions = ("fp32", "fp16", "int8")
+    extra = "openvino"
+
+    def availability(self) -> Availability:
+        try:
+            import openvino as ov
+        except ImportError as e:
+            return Availability(False, False, f"openvino does not import ({e})", "pip install 'edgefocal[openvino]'")
+        devices = ov.Core().available_devices
+        return Availability(True, bool(devices), f"openvino {ov.__version__}, devices {', '.join(devices)}")
+
+    def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
+        if precision not in self.precisions:
+            raise BadInput(f"target openvino does not support precision {precision}",
+                           hint=f"use --precision {', '.join(self.precisions)}")
+        ov = require("openvino", "openvino")
+        out = ctx.workdir / "openvino"
+        out.mkdir(parents=True, exist_ok=True)
+        model = ov.convert_model(str(ctx.onnx_fp32))
+        threads = ctx.num_threads
+        fp32 = out / "model_fp32.xml"
+        ov.save_model(model, str(fp32), compress_to_fp16=False)
+        artifacts = [Artifact("openvino", "fp32", fp32, lambda: OpenVINORunner(fp32, threads, "f32"),
+                              requested=precision == "fp32")]
+        if precision == "fp16":
+            fp16 = out / "model_fp16.xml"
+            ov.save_model(model, str(fp16), compress_to_fp16=True)
+            artifacts.append(Artifact("openvino", "fp16", fp16, lambda: OpenVINORunner(fp16, threads),
+                                      info={"variant": "FP16 weights, device-default compute"}))
+        elif precision == "int8":
+            from edgefocal.quantize.nncf_ptq import quantize_openvino
+
+            ctx.log("quantizing for OpenVINO (NNCF)")
+            q = quantize_openvino(model, ctx.calibration, ctx.recipe.quantize, ctx.facts.get("validation"))
+            int8 = out / "model_int8.xml"
+            ov.save_model(q, str(int8), compress_to_fp16=False)
+            artifacts.append(Artifact("openvino", "int8", int8, lambda: OpenVINORunner(int8, threads)))
+        return artifacts

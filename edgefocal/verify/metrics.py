@@ -1,0 +1,47 @@
+"""Accuracy and agreement metrics: pure numpy, no I/O, tested on hand-made arrays."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of samples whose top-1 class equals the reference's: catches flips a top-1 figure hides."""
+    return float((logits.argmax(1) == reference.argmax(1)).mean())
+
+
+def cosine_similarity(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Mean per-sample cosine similarity of logit vectors."""
+    a = logits.astype(np.float64)
+    b = reference.astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(num / np.maximum(den, 1e-12)))
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+
+
+def percentiles(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
+    s = np.asarray(samples_ms, dtype=np.float64)
+    return {f"p{q}": float(np.percentile(s, q)) for q in (50, 90, 99)}
+
+
+def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Everything the report says of one artifact's accuracy relative to the reference."""
+    top1 = topk_accuracy(logits, labels, 1)
+    ref_top1 = topk_accuracy(reference, labels, 1)
+    return {
+        "top1": top1,
+        "top5": topk_accuracy(logits, labels, 5),
+        "top1_drop": (ref_top1 - top1) * 100.0,  # in points
+        "agreement": agreement(logits, reference),
+        "cosine": cosine_similarity(logits, reference),
+        "max_abs_diff": max_abs_diff(logits, reference),
+    }
