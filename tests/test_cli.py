@@ -1,0 +1,182 @@
+"""The CLI end to end on the embedded default, every bad input, and gate exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgefocal.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = """
+calibration: {source: fashion-mnist, split: train, size: 64}
+eval: {source: fashion-mnist, split: test, size: 300}
+bench: {batch_sizes: [1, 4], warmup: 1, iterations: 3, rounds: 1}
+"""
+
+
+@pytest.fixture
+def fast_recipe(tmp_path):
+    p = tmp_path / "fast.yaml"
+    p.write_text(FAST)
+    return p
+
+
+def run(*args) -> int:
+    return main([*map(str, args), "--quiet"] if args and args[0] == "build" else list(map(str, args)))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real build through both CPU targets, shared by the assertions below."""
+    out = tmp_path_factory.mktemp("build") / "out"
+    recipe = tmp_path_factory.mktemp("r") / "fast.yaml"
+    recipe.write_text(FAST)
+    code = run("build", "--recipe", recipe, "--target", "openvino,onnxruntime", "--output", out)
+    return code, out
+
+
+def test_build_writes_verified_artifacts(built):
+    code, out = built
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["label"]: r for r in report["rows"]}
+    assert set(rows) >= {"torch fp32 (reference)", "openvino fp32", "openvino int8", "onnxruntime fp32",
+                         "onnxruntime int8 (U8S8 Q/DQ)"}
+    for label, row in rows.items():
+        for key in ("top1", "top1_drop", "agreement", "latency_ms", "speedup_vs_reference"):
+            assert key in row, (label, key)
+        assert set(row["latency_ms"]) == {"1", "4"}
+        assert row["latency_ms"]["1"]["p50"] <= row["latency_ms"]["1"]["p99"]
+    assert rows["openvino fp32"]["agreement"] == 1.0  # f32 hint: the FP32 IR really is FP32
+    assert rows["onnxruntime fp32"]["max_abs_diff"] < 1e-3
+    assert rows["openvino int8"]["agreement"] > 0.95 and rows["openvino int8"]["requested"]
+    assert report["export"]["onnx_max_abs_diff_vs_torch"] < 1e-3
+    assert (out / rows["openvino int8"]["path"]).exists() and (out / "report.md").exists()
+
+
+def test_manifest_makes_the_build_reproducible(built):
+    _, out = built
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["model"]["checkpoint_sha256"]) == 64 and len(m["calibration"]["fingerprint"]) == 64
+    assert m["calibration"]["count"] == 64 and m["recipe"]["calibration"]["size"] == 64
+    assert {"torch", "onnxruntime", "openvino", "nncf"} <= set(m["packages"])
+    assert m["machine"]["cpu_count"] >= 1
+    import hashlib
+
+    art = next(a for a in m["artifacts"] if a["path"].endswith("model_int8_u8s8.onnx"))
+    assert hashlib.sha256((out / art["path"]).read_bytes()).hexdigest() == art["sha256"]
+
+
+def test_failed_gate_exits_1_and_names_the_gate(fast_recipe, tmp_path, capsys):
+    code = run("build", "--recipe", fast_recipe, "--target", "onnxruntime", "--min-speedup", "1000",
+               "--batch-sizes", "1", "--output", tmp_path / "o")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "min_speedup" in err and "bound 1000" in err
+    assert (tmp_path / "o" / "report.json").exists()  # the report is kept: CI needs it to see why
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[0].startswith("error: ") and "Traceback" not in "\n".join(err)
+    return err[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--target", "tensorrtt"], "did you mean 'tensorrt'"),
+    (["--target", "onnxruntime", "--precision", "fp16"], "does not support precision fp16"),
+    (["--precision", "int4"], "precision"),
+    (["--checkpoint", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors does not exist"),
+    (["--model", "focalnet_tiny_srf", "--checkpoint", "{default_weights}"], "does not fit the architecture"),
+])
+def test_bad_input_is_one_line_exit_2(args, expected, fast_recipe, tmp_path, capsys):
+    weights = REPO / "edgefocal" / "default_model" / "focalnet_fmnist.safetensors"
+    args = [a.replace("{default_weights}", str(weights)) for a in args]
+    assert run("build", "--recipe", fast_recipe, *args, "--output", tmp_path / "o") == 2
+    assert expected in _error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_checkpoint(fast_recipe, tmp_path, capsys):
+    bad = tmp_path / "w.pth"
+    bad.write_bytes(b"\x80\x02garbage")
+    assert run("build", "--recipe", fast_recipe, "--checkpoint", bad, "--output", tmp_path / "o") == 2
+    assert str(bad) in _error(capsys)
+
+
+def test_empty_calibration_set_and_corrupt_image(fast_recipe, tmp_path, capsys):
+    from PIL import Image
+
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    assert run("build", "--recipe", fast_recipe, "--calib-dir", empty, "--output", tmp_path / "o") == 2
+    assert "holds no images" in _error(capsys)
+    folder = tmp_path / "imgs"
+    (folder / "shirt").mkdir(parents=True)
+    Image.fromarray(__import__("numpy").zeros((28, 28), "uint8")).save(folder / "shirt" / "ok.png")
+    (folder / "shirt" / "bad.png").write_bytes(b"\x89PNG broken")
+    assert run("build", "--recipe", fast_recipe, "--calib-dir", folder, "--output", tmp_path / "o") == 2
+    assert "bad.png is corrupt" in _error(capsys)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.staging-*"))
+
+
+def test_unwritable_output(fast_recipe, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permission bits; a file in the way is unwritable for all
+        (tmp_path / "file").write_text("x")
+        target = tmp_path / "file" / "out"
+    else:
+        target = locked / "out"
+    assert run("build", "--recipe", fast_recipe, "--output", target) == 2
+    assert "not writable" in _error(capsys)
+
+
+def test_interrupted_build_leaves_nothing(fast_recipe, tmp_path, monkeypatch, capsys):
+    import edgefocal.export
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgefocal.export, "onnx_from_torch", interrupt)
+    assert run("build", "--recipe", fast_recipe, "--target", "onnxruntime", "--output", tmp_path / "o") == 130
+    assert "interrupted" in _error(capsys)
+    assert list(tmp_path.iterdir()) == [fast_recipe]
+
+
+def test_previous_output_survives_a_failed_rebuild(built, fast_recipe, capsys):
+    _, out = built
+    before = (out / "manifest.json").read_text()
+    assert run("build", "--recipe", fast_recipe, "--model", "focalnet_nope", "--output", out) == 2
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_doctor_lists_every_target(capsys):
+    assert run("doctor") == 0
+    out = capsys.readouterr().out
+    for name in ("onnxruntime", "openvino", "tensorrt", "coreml"):
+        assert name in out
+
+
+def test_debug_shows_the_traceback(fast_recipe, tmp_path):
+    with pytest.raises(Exception, match="unknown target"):
+        main(["--debug", "build", "--recipe", str(fast_recipe), "--target", "nope", "--output", str(tmp_path / "o")])
+
+
+@pytest.mark.slow
+def test_module_entry_point_default_build_meets_the_bars(tmp_path):
+    """`python -m edgefocal build` with no arguments, as the README says: the full 10k test split."""
+    proc = subprocess.run([sys.executable, "-m", "edgefocal", "build", "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "edgefocal: edgefocal-fmnist" in proc.stdout
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["eval"]["count"] == 10000
+    for row in (r for r in report["rows"] if r.get("requested")):
+        assert row["top1_drop"] <= 0.3 and row["agreement"] >= 0.99, row["label"]
