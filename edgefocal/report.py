@@ -41,6 +41,8 @@ def notes(report: dict) -> list[str]:
     for r in report["rows"]:
         if r.get("skipped"):
             out.append(f"{r['label']}: not run here — {r['skipped']}")
+            if r.get("engine_command"):
+                out.append(f"build the engine on the device with: {r['engine_command']}")
         if r.get("no_latency"):
             out.append(f"{r['label']}: latency not measured — {r['no_latency']}")
         if r.get("proxy_for"):
