@@ -49,12 +49,45 @@ class QuantizeSpec(Strict):
 
 
 class PruneSpec(Strict):
+    """Pruning before quantization (edgefocal/prune). `ratio` counts the whole model's conv/linear MACs at
+    its input size, not channels; the report gives both."""
+
     method: Literal["none", "channels", "2:4"] = "none"
-    ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of prunable MACs removed (channels)
-    stage_ratios: list[float] | None = None  # per-stage override of ratio
-    exclude: list[str] = []  # module-name regexes left untouched
+    ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # channels: fraction of the model's MACs removed
+    stage_ratios: list[float] | None = None  # channels: fraction of each stage's MACs, instead of ratio
+    stage_weights: list[float] | None = None  # channels: relative channel fraction per stage under `ratio`
+    # (early, high-resolution stages carry most LayerNorm/GELU/depthwise time: weighting them up buys latency)
+    exclude: list[str] = []  # regexes over module names left untouched (e.g. "layers\\.3\\.", "mlp$")
+    groups: list[Literal["mlp", "modulator", "context"]] = ["mlp", "modulator", "context"]
+    group_weights: dict[Literal["mlp", "modulator", "context"], float] = {}  # relative share per group (1.0)
+    round_to: int = Field(default=16, ge=1)  # kept channels are multiples of this (≤ width/4; SIMD-friendly)
     reconstruct: bool = True  # least-squares repair of the next layer from calibration activations
+    damping: float = Field(default=0.01, gt=0)  # ridge λ as a fraction of the mean activation energy
+    solver: Literal["sparsegpt", "wanda"] = "sparsegpt"  # 2:4: SparseGPT updates from Hessians, or Wanda
     recover_steps: int = Field(default=0, ge=0)  # optional short distillation from the FP32 model
+
+    @field_validator("stage_ratios")
+    @classmethod
+    def _fractions(cls, v):
+        if v is not None and any(not 0 <= r < 1 for r in v):
+            raise ValueError("stage_ratios are fractions of MACs in [0, 1)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.method == "none" and (self.ratio or self.stage_ratios):
+            raise ValueError("a ratio is set but method is none: set method channels or drop the ratio")
+        if self.method == "channels" and not self.ratio and not self.stage_ratios:
+            raise ValueError("method channels needs ratio > 0 (fraction of MACs) or stage_ratios")
+        if self.method == "channels" and self.ratio and self.stage_ratios:
+            raise ValueError("set either ratio or stage_ratios, not both")
+        if self.method == "2:4" and (self.ratio not in (0.0, 0.5) or self.stage_ratios):
+            raise ValueError("2:4 sparsity always removes half of each 1×1 conv's weights: drop ratio/stage_ratios")
+        if self.stage_weights is not None and (self.stage_ratios or any(w <= 0 for w in self.stage_weights)):
+            raise ValueError("stage_weights are positive and scale `ratio`; they cannot go with stage_ratios")
+        if self.method == "channels" and not self.groups:
+            raise ValueError("method channels needs at least one of groups: mlp, modulator, context")
+        return self
 
 
 class TensorRTSpec(Strict):
@@ -77,11 +110,36 @@ class TensorRTSpec(Strict):
 
 
 class CoreMLSpec(Strict):
-    minimum_deployment_target: Literal["iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"] = "iOS17"
-    input_type: Literal["image", "tensor"] = "image"
-    compression: Literal["none", "w8", "w8a8", "palettize"] = "w8a8"
+    """Core ML (.mlpackage, ML program). `compression` is what `--precision int8` builds: INT8 weights (w8),
+    INT8 weights + activations calibrated on the recipe's calibration set (w8a8, needs iOS17/macOS14),
+    a k-means weight palette (palettize, `palettize_bits`) or sparse weights (sparse: zeros the pruning
+    step left, or coremltools' magnitude pruner at `sparsity`)."""
+
+    minimum_deployment_target: Literal["auto", "iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"] = "auto"
+    input_type: Literal["image", "tensor"] = "image"  # image: pixels 0..255, the normalization folded in
+    class_labels: bool = True  # a classifier model, so Xcode's preview shows class names
+    compression: Literal["w8", "w8a8", "palettize", "sparse"] = "w8a8"
+    compute_precision: Literal["fp16", "fp32"] = "fp16"  # of the int8 artifact (fp16 is what the ANE runs)
+    activation_mode: Literal["linear_symmetric", "linear"] = "linear_symmetric"  # w8a8 activations
     palettize_bits: Literal[4, 6, 8] = 6
+    sparsity: float | None = Field(default=None, gt=0, lt=1)  # None: encode the zeros already in the weights
+    weight_threshold: int = Field(default=2048, ge=1)  # smaller weight tensors stay float
     batch: int | tuple[int, int] = 1  # fixed batch, or (min, max) for a ranged batch
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, v):
+        lo, hi = (v, v) if isinstance(v, int) else v
+        if lo < 1 or hi < lo:
+            raise ValueError(f"batch must be ≥ 1, or (min, max) with 1 ≤ min ≤ max; got {v}")
+        return v
+
+    def deployment_target(self, precision: str) -> str:
+        """'auto' is iOS16 (macOS13), except iOS17 where an int8 W8A8 build needs it (the target refuses an
+        explicit iOS16/macOS13 for W8A8 at build time)."""
+        if self.minimum_deployment_target != "auto":
+            return self.minimum_deployment_target
+        return "iOS17" if precision == "int8" and self.compression == "w8a8" else "iOS16"
 
 
 class BenchSpec(Strict):

@@ -1,0 +1,114 @@
+"""Core ML target: the build contract, the info the report needs, recipe checks, macOS prediction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("coremltools")
+
+from edgefocal.errors import BadInput  # noqa: E402
+from edgefocal.recipe import REPO_ROOT, CoreMLSpec, Recipe, load_recipe  # noqa: E402
+from edgefocal.targets.base import BuildContext  # noqa: E402
+from edgefocal.targets.coreml import CoreMLExecutorRunner, CoreMLRunner, CoreMLTarget, on_macos  # noqa: E402
+
+
+def _ctx(tmp_path: Path, model, data_config, class_names, calibration, **coreml) -> BuildContext:
+    recipe = Recipe.model_validate({"targets": ["coreml"], "coreml": coreml})
+    return BuildContext(recipe, model, data_config, class_names, calibration, tmp_path / "model.onnx", tmp_path,
+                        log=lambda m: None)
+
+
+def _torch_logits(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def test_fp32_build_contract(tmp_path, tiny_focalnet):
+    from timm.data import resolve_model_data_config
+
+    dc = resolve_model_data_config(tiny_focalnet)
+    names = [f"class{i}" for i in range(10)]
+    arts = CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, dc, names, None, batch=[1, 8]), "fp32")
+    assert len(arts) == 1 and arts[0].requested and arts[0].path.suffix == ".mlpackage"
+    info = arts[0].info
+    assert info["size_bytes"] > 0 and info["op_census"]["conv"] > 0 and info["input_type"] == "image"
+    if not on_macos():
+        assert info["latency"] == "macOS only" and "macOS" in info["no_latency"]
+    runner = arts[0].make_runner()
+    assert isinstance(runner, CoreMLRunner if on_macos() else CoreMLExecutorRunner)
+    x = np.random.default_rng(0).standard_normal((5, *dc["input_size"])).astype(np.float32)
+    with runner:
+        out = runner.infer(x)
+    # the image input takes pixels: the runner undoes the normalization, the program redoes it
+    assert np.abs(out - _torch_logits(tiny_focalnet, x)).max() <= 1e-3
+
+
+@pytest.mark.slow
+def test_w8a8_build_on_the_trained_default(tmp_path, default_model, fmnist_calibration, fmnist_eval):
+    ctx = _ctx(tmp_path, default_model.model, default_model.data_config, default_model.class_names,
+               fmnist_calibration, compression="w8a8")
+    fp32, int8 = CoreMLTarget().build(ctx, "int8")
+    assert not fp32.requested and int8.requested and int8.precision == "int8"
+    assert int8.info["minimum_deployment_target"] == "iOS17"
+    assert int8.info["activation_quantize_ops"] > 50
+    assert int8.info["compressed_weight_tensors"]["constexpr_affine_dequantize"] > 20
+    assert int8.info["size_ratio_vs_fp32"] <= 0.30
+    x, labels = fmnist_eval
+    ref = _torch_logits(default_model.model, x)
+    with int8.make_runner() as r:
+        out = r.infer(x)
+    top1_drop = 100 * ((ref.argmax(1) == labels).mean() - (out.argmax(1) == labels).mean())
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    assert top1_drop <= 1.0
+
+
+def test_w8a8_on_ios16_is_refused(tmp_path, tiny_focalnet):
+    from timm.data import resolve_model_data_config
+
+    ctx = _ctx(tmp_path, tiny_focalnet, resolve_model_data_config(tiny_focalnet), [str(i) for i in range(10)],
+               None, compression="w8a8", minimum_deployment_target="iOS16")
+    with pytest.raises(BadInput, match="iOS17"):
+        CoreMLTarget().build(ctx, "int8")
+
+
+def test_unknown_precision(tmp_path, tiny_focalnet):
+    with pytest.raises(BadInput, match="does not support precision"):
+        CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, {}, [], None), "int4")
+
+
+def test_spec_defaults_and_checks():
+    assert CoreMLSpec().deployment_target("int8") == "iOS17"  # W8A8 needs iOS17
+    assert CoreMLSpec().deployment_target("fp32") == "iOS16"
+    assert CoreMLSpec(compression="w8").deployment_target("int8") == "iOS16"
+    with pytest.raises(ValueError, match="batch"):
+        CoreMLSpec(batch=(8, 2))
+    with pytest.raises(ValueError):
+        CoreMLSpec(compression="w4")
+
+
+@pytest.mark.parametrize("name,compression", [("coreml-w8a8", "w8a8"), ("coreml-w8-palettized", "palettize")])
+def test_recipes_load(name, compression):
+    recipe = load_recipe(REPO_ROOT / "recipes" / f"{name}.yaml")
+    assert recipe.targets == ["coreml"] and recipe.coreml.compression == compression
+    assert recipe.calibration.size == 300
+
+
+def test_availability():
+    avail = CoreMLTarget().availability()
+    assert avail.can_build and avail.can_run
+
+
+@pytest.mark.macos
+def test_core_ml_prediction_matches_the_executor(tmp_path, tiny_focalnet):
+    """On macOS: real Core ML prediction of the FP32 package agrees with the numpy executor."""
+    from timm.data import resolve_model_data_config
+
+    dc = resolve_model_data_config(tiny_focalnet)
+    (art,) = CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, dc, [str(i) for i in range(10)], None,
+                                       input_type="tensor"), "fp32")
+    x = np.random.default_rng(0).standard_normal((4, *dc["input_size"])).astype(np.float32)
+    with CoreMLRunner(art.path, compute_units="CPU_ONLY") as coreml, CoreMLExecutorRunner(art.path) as ex:
+        assert np.abs(coreml.infer(x) - ex.infer(x)).max() <= 1e-3
