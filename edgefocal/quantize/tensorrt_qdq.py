@@ -1,0 +1,228 @@
+"""INT8 Q/DQ ONNX for TensorRT's explicit quantization (the only INT8 path in TensorRT 11).
+
+NNCF does the placement and calibration: PERFORMANCE preset (symmetric, signed int8 — its default
+preset also gives zero points of 0, but ModelType.TRANSFORMER alone turns activations asymmetric),
+per-channel weights, per-tensor activations forced (NNCF otherwise gives the depthwise focal convs
+per-channel activation scales, which TensorRT rejects), ModelType.TRANSFORMER so that only inputs of
+weighted ops are quantized (without it NNCF also quantizes inside the exported GELU, which breaks
+TensorRT's GELU fusion), SmoothQuant off (it inserts a Mul before the head), and the preset's float
+ops in the ignored scope.
+
+What NNCF has no option for is added afterwards, by hand (each a few lines over the ONNX graph):
+- Q/DQ between Transpose and LayerNorm after an INT8 conv (stem/downsample): TensorRT then fuses the
+  Q into the conv (INT8 out) instead of an int8-in/fp16-out kernel plus a reformat layer.
+- Q/DQ on the skip input of a residual Add after an INT8 conv, when the preset asks for it: TensorRT
+  then fuses the Add into the conv.
+- Q/DQ on the activation of a preset INT8 op NNCF left unquantized (the head Linear, behind the
+  exporter's Gather/Reshape flattening): TensorRT needs every input of a quantized op quantized.
+Their scales are max-calibrated (amax/127) on the same calibration set, via ONNX Runtime.
+The result is checked by `conformance.check_tensorrt_qdq` before it is returned."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgefocal._deps import require
+from edgefocal.errors import BadInput
+from edgefocal.quantize.qdq_presets import QDQPreset, count_roles, get_preset, split_by_preset
+
+
+def _nncf_quantize(model, calibration: np.ndarray, ignored: list[str], fast_bias_correction: bool):
+    nncf = require("nncf", "onnx")
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.parameters import ModelType
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        QuantizationParameters,
+    )
+
+    input_name = model.graph.input[0].name
+    dataset = nncf.Dataset([calibration[i: i + 1] for i in range(len(calibration))], lambda x: {input_name: x})
+    advanced = AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(
+            mode=QuantizationScheme.SYMMETRIC, per_channel=False),
+        weights_quantization_params=QuantizationParameters(mode=QuantizationScheme.SYMMETRIC, per_channel=True),
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
+    )
+    import logging
+
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)  # one INFO line per ignored node otherwise
+    try:
+        return nncf.quantize(
+            model, dataset, subset_size=len(calibration), preset=nncf.QuantizationPreset.PERFORMANCE,
+            model_type=ModelType.TRANSFORMER, fast_bias_correction=fast_bias_correction,
+            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
+            advanced_parameters=advanced,
+        )
+    finally:
+        nncf_logger.setLevel(level)
+
+
+def _amax(model, tensors: list[str], calibration: np.ndarray, batch: int = 64) -> dict[str, float]:
+    """max |x| of intermediate tensors of the (quantized) model over the calibration set."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    for t in tensors:
+        m.graph.output.append(onnx.ValueInfoProto(name=t))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    amax = dict.fromkeys(tensors, 0.0)
+    for i in range(0, len(calibration), batch):
+        for t, v in zip(tensors, sess.run(tensors, {name: calibration[i: i + batch]})):
+            amax[t] = max(amax[t], float(np.abs(v).max()))
+    return amax
+
+
+def _insert_qdq(model, tensor: str, consumer, scale: float) -> str:
+    """Q/DQ on `tensor` for one consumer node only (other readers keep the float tensor)."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    base = f"{tensor}_trt_{consumer.name}"
+    g.initializer.extend([numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{base}_scale"),
+                          numpy_helper.from_array(np.array(0, dtype=np.int8), f"{base}_zp")])
+    q = helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zp"], [f"{base}_q"], name=f"{base}_Q")
+    dq = helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zp"], [f"{base}_dq"],
+                          name=f"{base}_DQ")
+    for i, t in enumerate(consumer.input):
+        if t == tensor:
+            consumer.input[i] = f"{base}_dq"
+    idx = next(i for i, n in enumerate(g.node) if n is consumer or n.name == consumer.name)
+    g.node.insert(idx, dq)
+    g.node.insert(idx, q)
+    return q.name
+
+
+def _fusion_sites(model, preset: QDQPreset, int8_nodes: set[str]) -> list[tuple[str, object, str]]:
+    """(tensor, consumer, why) pairs that need a Q/DQ NNCF did not place."""
+    from edgefocal.quantize.conformance import feeding_dq
+
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+
+    def from_dq(tensor: str) -> bool:
+        return feeding_dq(producer, tensor) is not None
+
+    def int8_conv(tensor: str):
+        p = producer.get(tensor)
+        return p if p is not None and p.op_type in ("Conv", "ConvTranspose") and from_dq(p.input[0]) else None
+
+    sites = []
+    for n in g.node:
+        if n.name in int8_nodes and not from_dq(n.input[0]):
+            # NNCF leaves the head's activation unquantized behind the exporter's Gather/Reshape
+            # flattening; TensorRT needs every input of a quantized op quantized
+            sites.append((n.input[0], n, "activation"))
+        if preset.layernorm_qdq and n.op_type == "LayerNormalization":
+            t = producer.get(n.input[0])
+            if t is not None and t.op_type == "Transpose" and int8_conv(t.input[0]) is not None:
+                sites.append((n.input[0], n, "layernorm"))
+        if preset.residual_qdq and n.op_type == "Add" and len(n.input) == 2:
+            for i, j in ((0, 1), (1, 0)):
+                skip = producer.get(n.input[j])
+                if int8_conv(n.input[i]) is not None and skip is not None and skip.op_type != "Constant" \
+                        and not from_dq(n.input[j]):
+                    sites.append((n.input[j], n, "residual"))
+                    break
+    return sites
+
+
+def qdq_onnx_for_tensorrt(onnx_fp32: Path, calibration: np.ndarray, preset: str | QDQPreset, out: Path,
+                          log: Callable[[str], None] = print, fast_bias_correction: bool = True) -> dict:
+    """Write a TensorRT-conformant INT8 Q/DQ ONNX of `onnx_fp32` to `out`; return placement stats."""
+    onnx = require("onnx", "onnx")
+    from edgefocal.quantize.conformance import assert_tensorrt_qdq
+
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if calibration is None or len(calibration) == 0:
+        raise BadInput("INT8 for TensorRT needs calibration images, none were given",
+                       hint="set calibration: in the recipe (e.g. calibration: fmnist-train-300)")
+    model = onnx.load(str(onnx_fp32))
+    int8, fp = split_by_preset(model, preset)
+    log(f"TensorRT Q/DQ preset '{preset.name}': {len(int8)} INT8 weighted ops {count_roles(int8)}, "
+        f"{len(fp)} kept in float {count_roles(fp)}")
+    q = _nncf_quantize(model, np.ascontiguousarray(calibration, dtype=np.float32), [n.name for n in fp],
+                       fast_bias_correction)
+    sites = _fusion_sites(q, preset, {n.name for n in int8})
+    if sites:
+        amax = _amax(q, sorted({t for t, _, _ in sites}), calibration)
+        for tensor, consumer, _ in sites:
+            _insert_qdq(q, tensor, consumer, max(amax[tensor], 1e-8) / 127.0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(q, str(out))
+    warnings = assert_tensorrt_qdq(q)
+    quantized = [n.name for n in int8]
+    return {
+        "preset": preset.name,
+        "description": preset.description,
+        "int8_nodes": quantized,
+        "int8_roles": count_roles(int8),
+        "float_roles": count_roles(fp),
+        "fusion_qdq": {"layernorm": sum(w == "layernorm" for *_, w in sites),
+                       "residual": sum(w == "residual" for *_, w in sites)},
+        "added_activation_qdq": sum(w == "activation" for *_, w in sites),
+        "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in q.graph.node),
+        "conformance_warnings": [str(w) for w in warnings],
+        "path": str(out),
+    }
+
+
+def without_qdq(qdq_model, fp32_model, node_name: str):
+    """A copy of `qdq_model` with one weighted node back in float (its activation and weight Q/DQ
+    bypassed, the FP32 weight restored): the unit of a per-layer sensitivity scan."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq_model)
+    producer = {o: n for n in m.graph.node for o in n.output}
+    fp32_node = next(n for n in fp32_model.graph.node if n.name == node_name)
+    node = next(n for n in m.graph.node if n.name == node_name)
+    for i in (0, 1):
+        dq = producer.get(node.input[i])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        if i == 1 or q is None:  # weight: restore the float initializer
+            node.input[i] = fp32_node.input[i]
+            if not any(t.name == fp32_node.input[i] for t in m.graph.initializer):
+                m.graph.initializer.append(next(t for t in fp32_model.graph.initializer if t.name == fp32_node.input[i]))
+        else:
+            node.input[i] = q.input[0]
+    return m
+
+
+def qdq_sensitivity(qdq_path: Path, fp32_path: Path, nodes: list[str], images: np.ndarray,
+                    batch: int = 500) -> list[dict]:
+    """Top-1 agreement with FP32 when each INT8 node alone goes back to float, in FocalNet terms; the
+    nodes whose release recovers the most flipped answers are the ones INT8 hurts."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgefocal.quantize.qdq_presets import focalnet_label, module_path
+
+    def run(model):
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: images[i: i + batch]})[0] for i in range(0, len(images), batch)])
+
+    fp32, qdq = onnx.load(str(fp32_path)), onnx.load(str(qdq_path))
+    ref = run(fp32).argmax(1)
+    base = float((run(qdq).argmax(1) == ref).mean())
+    inits = {i.name for i in fp32.graph.initializer}
+    paths = {n.name: module_path(n, inits) for n in fp32.graph.node}
+    out = []
+    for name in nodes:
+        agree = float((run(without_qdq(qdq, fp32, name)).argmax(1) == ref).mean())
+        out.append({"node": name, "module": paths.get(name), "label": focalnet_label(paths.get(name)),
+                    "agreement": agree, "recovered": agree - base})
+    return sorted(out, key=lambda r: -r["recovered"])
