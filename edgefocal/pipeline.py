@@ -166,7 +166,8 @@ def build(recipe: Recipe, console=None) -> BuildResult:
                              "requested": False, "device": "torch eager FP32 (pruned model)"})
             for art in artifacts:
                 row = {"label": art.label, "target": art.target, "precision": art.precision,
-                       "path": str(art.path.relative_to(staged.path)), "size_bytes": artifact_size(art.path),
+                       "path": str(art.path.relative_to(staged.path)),
+                       "size_bytes": artifact_size(art.path) if art.path.exists() else None,
                        "requested": art.requested, "skipped": art.skipped, **art.info}
                 rows.append(row)
                 if art.make_runner is not None and not art.skipped:
@@ -217,7 +218,8 @@ def build(recipe: Recipe, console=None) -> BuildResult:
 
             reporting.write(report, gates, staged.path)
             arts = [{"path": r["path"], "target": r["target"], "precision": r["precision"],
-                     "sha256": artifact_sha256(staged.path / r["path"])} for r in rows if "path" in r]
+                     "sha256": artifact_sha256(staged.path / r["path"])}
+                    for r in rows if "path" in r and (staged.path / r["path"]).exists()]
             arts.append({"path": "model_fp32.onnx", "target": "onnx", "precision": "fp32",
                          "sha256": artifact_sha256(onnx_path)})
             man = manifest.manifest(

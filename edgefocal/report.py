@@ -46,7 +46,9 @@ def notes(report: dict) -> list[str]:
         if r.get("no_latency"):
             out.append(f"{r['label']}: latency not measured — {r['no_latency']}")
         if r.get("proxy_for"):
-            out.append(f"{r['label']}: accuracy through {r.get('device', 'a proxy runtime')}, a proxy for the {r['proxy_for']}")
+            out.append(f"{r['label']}: accuracy measured by {r.get('device', 'a proxy runtime')}, standing in for the "
+                       f"{r['proxy_for']} (not built here)" if any(x.get("skipped") for x in report["rows"])
+                       else f"{r['label']}: measured by {r.get('device')}, for comparison with the {r['proxy_for']}")
         for line in r.get("notes", []):
             out.append(f"{r['label']}: {line}")
     return out

@@ -43,10 +43,11 @@ def _agreement_fn(predict: Callable[[object, np.ndarray], np.ndarray]):
     return validate
 
 
-def _validation(validation: tuple[np.ndarray, np.ndarray], batch: int = 50):
+def _validation(validation: tuple[np.ndarray, np.ndarray]):
+    """One image per item: NNCF's ranker picks items by index and expects one metric value per item."""
     nncf = require("nncf", "openvino")
     images, reference = validation
-    return nncf.Dataset([(images[i : i + batch], reference[i : i + batch]) for i in range(0, len(images), batch)])
+    return nncf.Dataset([(images[i : i + 1], reference[i : i + 1]) for i in range(len(images))])
 
 
 def quantize_openvino(ov_model, calibration: np.ndarray, spec: QuantizeSpec,

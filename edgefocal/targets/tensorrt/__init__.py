@@ -84,7 +84,9 @@ class TensorRTTarget(Target):
 
     def availability(self) -> Availability:
         can_build, can_run, detail = _engine_available()
-        return Availability(can_build, can_run, detail,
+        if not can_build:  # the Q/DQ ONNX is still built and verified through ONNX Runtime
+            detail = f"Q/DQ ONNX only (verified in ONNX Runtime); engine: {detail}"
+        return Availability(True, can_run, detail,
                             "" if can_run else "run on a Jetson (JetPack 6) or a GPU machine with TensorRT 10/11")
 
     def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
