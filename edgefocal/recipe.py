@@ -42,6 +42,10 @@ class QuantizeSpec(Strict):
     """NNCF post-training quantization; `max_agreement_drop` turns on NNCF's accuracy control, which
     reverts the most sensitive layers to float until agreement with FP32 is within the bound."""
 
+    # focalnet: INT8 on the dense convs (stem, downsample, f, h, proj, fc1, fc2, head); depthwise focal
+    # convs and the gate products stay float (they flip answers and gain little); NNCF's transformer
+    # model type keeps LayerNorm/GELU internals unquantized. nncf-default: NNCF's CNN defaults.
+    preset: Literal["focalnet", "nncf-default"] = "focalnet"
     fast_bias_correction: bool = True
     max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)
     validation_size: int = Field(default=1000, ge=10)  # held-out train items for accuracy control
@@ -85,6 +89,8 @@ class PruneSpec(Strict):
             raise ValueError("2:4 sparsity always removes half of each 1×1 conv's weights: drop ratio/stage_ratios")
         if self.stage_weights is not None and (self.stage_ratios or any(w <= 0 for w in self.stage_weights)):
             raise ValueError("stage_weights are positive and scale `ratio`; they cannot go with stage_ratios")
+        if any(w <= 0 for w in self.group_weights.values()):
+            raise ValueError("group_weights are positive relative shares; drop a group from `groups` instead of 0")
         if self.method == "channels" and not self.groups:
             raise ValueError("method channels needs at least one of groups: mlp, modulator, context")
         return self

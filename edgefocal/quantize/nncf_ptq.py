@@ -23,12 +23,37 @@ def _dataset(images: np.ndarray, transform: Callable = lambda x: x):
     return nncf.Dataset([images[i : i + 1] for i in range(len(images))], transform)
 
 
-def _ignored_scope(spec: QuantizeSpec):
+def _depthwise_conv_names(onnx_model) -> list[str]:
+    names = []
+    for node in onnx_model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and group > 1:
+            names.append(node.name)
+    return names
+
+
+def _preset_kwargs(spec: QuantizeSpec, backend: str, onnx_model=None) -> dict:
+    """NNCF arguments for the recipe's placement preset and ignored patterns.
+
+    Measured on the embedded default (10k test images, agreement with FP32): OpenVINO default 98.65 %,
+    transformer model type 99.04 %, plus depthwise convs and products in float 99.14 %; ONNX Runtime
+    U8S8 default 98.88 %, transformer 99.03 %."""
     import nncf
 
-    if not spec.ignored_patterns:
-        return None
-    return nncf.IgnoredScope(patterns=list(spec.ignored_patterns), validate=False)
+    names: list[str] = []
+    types: list[str] = []
+    kwargs: dict = {}
+    if spec.preset == "focalnet":
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+        if backend == "openvino":
+            types = ["Multiply", "GroupConvolution"]
+        else:
+            types = ["Mul"]
+            names = _depthwise_conv_names(onnx_model)
+    if spec.ignored_patterns or names or types:
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, types=types, patterns=list(spec.ignored_patterns),
+                                                    validate=False)
+    return kwargs
 
 
 def _agreement_fn(predict: Callable[[object, np.ndarray], np.ndarray]):
@@ -55,7 +80,7 @@ def quantize_openvino(ov_model, calibration: np.ndarray, spec: QuantizeSpec,
     """INT8 OpenVINO model (NNCF default: symmetric weights and activations)."""
     nncf = require("nncf", "openvino")
     kwargs = dict(subset_size=len(calibration), fast_bias_correction=spec.fast_bias_correction,
-                  ignored_scope=_ignored_scope(spec))
+                  **_preset_kwargs(spec, "openvino"))
     if spec.max_agreement_drop is None or validation is None:
         return nncf.quantize(ov_model, _dataset(calibration), **kwargs)
 
@@ -73,7 +98,7 @@ def quantize_onnx_u8s8(onnx_model, calibration: np.ndarray, spec: QuantizeSpec,
     nncf = require("nncf", "onnx")
     input_name = onnx_model.graph.input[0].name
     kwargs = dict(subset_size=len(calibration), fast_bias_correction=spec.fast_bias_correction,
-                  preset=nncf.QuantizationPreset.MIXED, ignored_scope=_ignored_scope(spec))
+                  preset=nncf.QuantizationPreset.MIXED, **_preset_kwargs(spec, "onnx", onnx_model))
     calib = _dataset(calibration, lambda x: {input_name: x})
     if spec.max_agreement_drop is None or validation is None:
         return nncf.quantize(onnx_model, calib, **kwargs)
