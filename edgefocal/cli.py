@@ -36,6 +36,11 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-agreement", type=float, help="gate: minimum top-1 agreement with the FP32 reference")
     b.add_argument("--min-speedup", type=float, help="gate: minimum speedup vs the reference at the smallest batch")
     b.add_argument("--batch-sizes", help="comma-separated benchmark batch sizes, e.g. 1,8")
+    b.add_argument("--quant-preset", choices=("focalnet", "nncf-default"),
+                   help="OpenVINO/ORT INT8 placement (focalnet: dense convs INT8, depthwise and products float)")
+    b.add_argument("--qdq-preset", choices=("focalnet", "all", "gemm-only"), help="tensorrt: Q/DQ placement preset")
+    b.add_argument("--coreml-compression", choices=("w8", "w8a8", "palettize", "sparse"),
+                   help="coreml: what --precision int8 builds")
     b.add_argument("--require-engine", action="store_true", help="tensorrt: fail when no engine can be built here")
     b.add_argument("--output", "-o", type=Path, help="output directory (replaced atomically)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or table")
@@ -57,7 +62,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     simple = {"precision": "precision", "model": "model.name", "checkpoint": "model.checkpoint",
               "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
               "max_agreement_drop": "quantize.max_agreement_drop", "max_top1_drop": "gates.max_top1_drop",
-              "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output"}
+              "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output",
+              "quant_preset": "quantize.preset", "qdq_preset": "tensorrt.preset",
+              "coreml_compression": "coreml.compression"}
     for attr, key in simple.items():
         value = getattr(args, attr)
         if value is not None:

@@ -180,3 +180,23 @@ def test_module_entry_point_default_build_meets_the_bars(tmp_path):
     assert report["eval"]["count"] == 10000
     for row in (r for r in report["rows"] if r.get("requested")):
         assert row["top1_drop"] <= 0.3 and row["agreement"] >= 0.99, row["label"]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is present")
+def test_tensorrt_without_tensorrt_builds_the_qdq_onnx_and_prints_the_engine_command(fast_recipe, tmp_path, capsys):
+    out = tmp_path / "trt"
+    assert main(["build", "--recipe", str(fast_recipe), "--target", "tensorrt", "--precision", "int8",
+                 "--batch-sizes", "1", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "python -m edgefocal engine --onnx" in printed.replace("\n", "")
+    report = json.loads((out / "report.json").read_text())
+    proxy, engine = [r for r in report["rows"] if r["target"] == "tensorrt"]
+    assert proxy["proxy_for"] == "TensorRT engine" and proxy["agreement"] > 0.95
+    assert engine["skipped"] and (out / "tensorrt" / "model_int8_qdq.onnx").exists()
+    from edgefocal.quantize.conformance import check_tensorrt_qdq
+
+    assert not [v for v in check_tensorrt_qdq(out / "tensorrt" / "model_int8_qdq.onnx") if v.severity == "error"]
+    # on a Jetson CI runner the same build must not pass silently without an engine
+    assert main(["build", "--recipe", str(fast_recipe), "--target", "tensorrt", "--precision", "int8",
+                 "--batch-sizes", "1", "--require-engine", "--output", str(tmp_path / "req"), "--quiet"]) == 1
+    assert "required artifact built" in capsys.readouterr().err

@@ -92,6 +92,36 @@ def quantize_openvino(ov_model, calibration: np.ndarray, spec: QuantizeSpec,
         max_drop=spec.max_agreement_drop, **kwargs)
 
 
+def activations_to_uint8(onnx_model):
+    """Rewrite int8 activation Q/DQ pairs as uint8 with the zero point shifted by 128: the same grid
+    (q_u8 = q_s8 + 128), so the numbers do not change, but ONNX Runtime on x86 then fuses the pairs into
+    its fast U8S8 kernels. Hand-written because NNCF's transformer model type (which keeps LayerNorm and
+    GELU internals unquantized, better agreement here) always emits int8 activations."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in onnx_model.graph.initializer}
+    activation_zps = {n.input[2] for n in onnx_model.graph.node
+                      if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[0] not in inits}
+    weight_zps = {n.input[2] for n in onnx_model.graph.node
+                  if n.op_type == "DequantizeLinear" and len(n.input) > 2 and n.input[0] in inits}
+    converted = set()
+    for name in activation_zps - weight_zps:
+        init = inits.get(name)
+        if init is None or init.data_type != onnx.TensorProto.INT8:
+            continue
+        shifted = (numpy_helper.to_array(init).astype(np.int16) + 128).astype(np.uint8)
+        init.CopyFrom(numpy_helper.from_array(shifted, name))
+        converted.add(name)
+    # the quantized tensors' recorded types are now stale: drop them and let the runtime infer
+    outputs = {n.output[0] for n in onnx_model.graph.node
+               if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in converted}
+    kept = [v for v in onnx_model.graph.value_info if v.name not in outputs]
+    del onnx_model.graph.value_info[:]
+    onnx_model.graph.value_info.extend(kept)
+    return onnx_model
+
+
 def quantize_onnx_u8s8(onnx_model, calibration: np.ndarray, spec: QuantizeSpec,
                        validation: tuple[np.ndarray, np.ndarray] | None = None):
     """INT8 Q/DQ ONNX for ONNX Runtime on x86: uint8 asymmetric activations, int8 per-channel weights."""
@@ -101,7 +131,7 @@ def quantize_onnx_u8s8(onnx_model, calibration: np.ndarray, spec: QuantizeSpec,
                   preset=nncf.QuantizationPreset.MIXED, **_preset_kwargs(spec, "onnx", onnx_model))
     calib = _dataset(calibration, lambda x: {input_name: x})
     if spec.max_agreement_drop is None or validation is None:
-        return nncf.quantize(onnx_model, calib, **kwargs)
+        return activations_to_uint8(nncf.quantize(onnx_model, calib, **kwargs))
 
     def predict(model, images):
         import onnxruntime as ort
@@ -109,6 +139,6 @@ def quantize_onnx_u8s8(onnx_model, calibration: np.ndarray, spec: QuantizeSpec,
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         return sess.run(None, {input_name: images})[0]
 
-    return nncf.quantize_with_accuracy_control(
+    return activations_to_uint8(nncf.quantize_with_accuracy_control(
         onnx_model, calib, _validation(validation), _agreement_fn(predict),
-        max_drop=spec.max_agreement_drop, **kwargs)
+        max_drop=spec.max_agreement_drop, **kwargs))

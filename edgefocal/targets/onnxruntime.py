@@ -61,12 +61,19 @@ class OnnxRuntimeTarget(Target):
         artifacts = [Artifact("onnxruntime", "fp32", fp32, lambda: OnnxRuntimeRunner(fp32, threads),
                               requested=precision == "fp32")]
         if precision == "int8":
-            from edgefocal.quantize.nncf_ptq import quantize_onnx_u8s8
-
-            ctx.log("quantizing for ONNX Runtime (NNCF, U8S8 Q/DQ)")
-            q = quantize_onnx_u8s8(onnx.load(str(fp32)), ctx.calibration, ctx.recipe.quantize, ctx.facts.get("validation"))
             int8 = out / "model_int8_u8s8.onnx"
-            onnx.save(q, str(int8))
+            if ctx.recipe.quantize.max_agreement_drop is not None:
+                from edgefocal.quantize.nncf_ptq import quantize_onnx_u8s8
+
+                ctx.log("quantizing for ONNX Runtime (NNCF accuracy control, U8S8 Q/DQ)")
+                q = quantize_onnx_u8s8(onnx.load(str(fp32)), ctx.calibration, ctx.recipe.quantize,
+                                       ctx.facts.get("validation"))
+                onnx.save(q, str(int8))
+            else:
+                from edgefocal.quantize.ort_static import quantize_onnx_ort
+
+                ctx.log("quantizing for ONNX Runtime (ORT static quantizer, U8S8 Q/DQ)")
+                quantize_onnx_ort(fp32, int8, ctx.calibration, ctx.recipe.quantize)
             artifacts.append(Artifact("onnxruntime", "int8", int8, lambda: OnnxRuntimeRunner(int8, threads),
                                       info={"variant": "U8S8 Q/DQ"}))
         return artifacts
