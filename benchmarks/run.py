@@ -52,7 +52,7 @@ def main() -> int:
             lat, sp, tp = r["latency_ms"], r["speedup_vs_reference"], r["throughput"]
             lines.append(f"| {r['label']} | {r['top1']:.2%} | {r['agreement']:.2%} | {lat[1]['p50']:.2f} | "
                          f"{lat[1]['p99']:.2f} | {sp[1]:.2f}× | {lat[8]['p50']:.2f} | {tp[8]:.1f} | {sp[8]:.2f}× |")
-        sections.append("\n".join(lines))
+        sections.append("\n".join(lines) + "\n")
         print(sections[-1] + "\n", flush=True)
     if args.write:
         m = machine()

@@ -42,13 +42,25 @@ def quantize_onnx_ort(fp32: Path, out: Path, calibration: np.ndarray, spec: Quan
         def get_next(self):
             return next(self._items, None)
 
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer warns on the root logger for every LayerNorm weight
+    try:
+        _run(q, fp32, out, Reader(), _excluded_nodes(model, spec))
+    finally:
+        root.setLevel(level)
+    return out
+
+
+def _run(q, fp32: Path, out: Path, reader, excluded: list[str]) -> None:
     q.quantize_static(
-        str(fp32), str(out), Reader(),
+        str(fp32), str(out), reader,
         quant_format=q.QuantFormat.QDQ,
         activation_type=q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8,
         per_channel=True,
         calibrate_method=q.CalibrationMethod.MinMax,
-        nodes_to_exclude=_excluded_nodes(model, spec),
+        nodes_to_exclude=excluded,
     )
-    return out
