@@ -29,7 +29,8 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-dir", type=Path, help="evaluate on an ImageFolder directory")
     b.add_argument("--eval-size", type=int, help="evaluate on a class-balanced subset of this size")
     b.add_argument("--data-root", type=Path, help="directory of the Fashion-MNIST idx files")
-    b.add_argument("--prune", help="e.g. channels:0.3 (fraction of MACs) or 2:4")
+    b.add_argument("--prune", help="channels:RATIO (fraction of the model's MACs removed), 2:4[:wanda] or none; "
+                   "options ,reconstruct=off,recover=N")
     b.add_argument("--max-agreement-drop", type=float, help="NNCF accuracy control: keep layers in float until "
                    "agreement with FP32 drops by at most this (e.g. 0.01)")
     b.add_argument("--max-top1-drop", type=float, help="gate: points of top-1 the requested artifacts may lose")
