@@ -95,6 +95,9 @@ def build(recipe: Recipe, console=None) -> BuildResult:
     from edgefocal.verify.evaluate import predict
     from edgefocal.verify.metrics import compare
 
+    import logging
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every skipped quantizer at INFO
     progress = _Progress(console)
     started = time.time()
     target_names = resolve_targets(recipe)

@@ -38,6 +38,11 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 def notes(report: dict) -> list[str]:
     out = [f"reference: {report['reference']['device']}; eval: {report['eval']['name']} "
            f"({report['eval']['count']} images); * = requested artifact"]
+    p = report.get("prune")
+    if p:
+        out.append(f"pruning {p.get('method')}: MACs {p.get('macs_before', 0) / 1e6:.2f}M → {p.get('macs_after', 0) / 1e6:.2f}M, "
+                   f"params {p.get('params_before', 0) / 1e6:.3f}M → {p.get('params_after', 0) / 1e6:.3f}M; "
+                   "'torch fp32 (pruned)' shows what pruning cost, the artifacts what INT8 cost on top")
     for r in report["rows"]:
         if r.get("skipped"):
             out.append(f"{r['label']}: not run here — {r['skipped']}")

@@ -200,3 +200,17 @@ def test_tensorrt_without_tensorrt_builds_the_qdq_onnx_and_prints_the_engine_com
     assert main(["build", "--recipe", str(fast_recipe), "--target", "tensorrt", "--precision", "int8",
                  "--batch-sizes", "1", "--require-engine", "--output", str(tmp_path / "req"), "--quiet"]) == 1
     assert "required artifact built" in capsys.readouterr().err
+
+
+def test_pruned_build_reports_what_pruning_cost(fast_recipe, tmp_path):
+    out = tmp_path / "pruned"
+    assert run("build", "--recipe", fast_recipe, "--target", "openvino", "--prune", "channels:0.3", "--calib-size", 300,
+               "--batch-sizes", "1", "--output", out) == 0
+    report = json.loads((out / "report.json").read_text())
+    p = report["prune"]
+    assert p["method"] == "channels" and 0.25 <= 1 - p["macs_after"] / p["macs_before"] <= 0.35
+    assert p["params_after"] < p["params_before"]
+    rows = {r["label"]: r for r in report["rows"]}
+    assert rows["torch fp32 (pruned)"]["top1_drop"] <= 1.0  # what pruning cost, before INT8
+    assert rows["openvino int8"]["top1_drop"] <= 1.5
+    assert "## Pruning" in (out / "report.md").read_text()
