@@ -101,7 +101,10 @@ def _run_build(args: argparse.Namespace) -> int:
     from edgefocal.pipeline import build, raise_on_failed_gates
     from edgefocal.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, overrides_from_args(args))
+    from edgefocal.recipe import REPO_ROOT
+
+    default = REPO_ROOT / "recipes" / "default.yaml"  # in a source checkout; else the built-in defaults
+    recipe = load_recipe(args.recipe or (default if default.is_file() else None), overrides_from_args(args))
     console = None if args.quiet else Console(width=None if sys.stdout.isatty() else 160)
     result = build(recipe, console)
     raise_on_failed_gates(result)
