@@ -14,29 +14,13 @@ import re
 import torch
 from torch import nn
 
-from edgefocal.prune.channels import _Stop, _flat
+from edgefocal.prune.channels import _flat, capture_input
 from edgefocal.prune.sparsity import candidates
 
 
 def layer_inputs(model: nn.Module, conv: nn.Module, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
     """(rows, in_channels) calibration inputs of a 1×1 conv; the forward stops at the layer."""
-    got = []
-
-    def hook(_m, args):
-        got.append(_flat(args[0].detach()))
-        raise _Stop
-
-    h = conv.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            for i in range(0, len(images), batch):
-                try:
-                    model(images[i : i + batch])
-                except _Stop:
-                    pass
-    finally:
-        h.remove()
-    return torch.cat(got)
+    return _flat(capture_input(model, conv, images, batch))
 
 
 def wanda_2of4(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -10,13 +10,6 @@ from edgefocal.prune.sparsity import candidates, check_2of4, is_2of4
 from edgefocal.recipe import PruneSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the pruning solves are small; 2 threads on a shared core only thrash
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.mark.parametrize("layer", ["layers.0.blocks.0.mlp.fc2", "layers.1.blocks.0.modulation.f"])
 def test_sparsegpt_beats_wanda_on_a_trained_layer(default_model, fmnist_calibration, layer):
