@@ -97,7 +97,12 @@ def build(recipe: Recipe, console=None) -> BuildResult:
 
     import logging
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every skipped quantizer at INFO
+    try:
+        import nncf
+
+        nncf.set_log_level(logging.WARNING)  # NNCF logs every skipped quantizer at INFO
+    except ImportError:
+        pass
     progress = _Progress(console)
     started = time.time()
     target_names = resolve_targets(recipe)
