@@ -108,9 +108,7 @@ def build(recipe: Recipe, console=None) -> BuildResult:
     target_names = resolve_targets(recipe)
     targets = {n: get_target(n) for n in target_names}
     for name, target in targets.items():
-        if recipe.precision not in target.precisions:
-            raise BadInput(f"target {name} does not support precision {recipe.precision}",
-                           hint=f"use --precision {' or '.join(target.precisions)} with --target {name}")
+        target.check_precision(recipe.precision)
         avail = target.availability()
         if not avail.can_build:
             raise BadInput(f"target {name} cannot be built on this machine: {avail.detail}", hint=avail.fix)

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from edgefocal.coreml_exec.ops import CONSTEXPR_OPS, OPS, RunContext
-from edgefocal.coreml_exec.program import ProgramInfo, op_census, read_program
+from edgefocal.coreml_exec.program import op_census, read_program
 from edgefocal.errors import BadInput
 
 

@@ -106,6 +106,13 @@ class Target(abc.ABC):
     precisions: tuple[str, ...]
     extra: str  # the pip extra that installs its backend
 
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            from edgefocal.errors import BadInput
+
+            raise BadInput(f"target {self.name} does not support precision {precision}",
+                           hint=f"use --precision {' or '.join(self.precisions)} with --target {self.name}")
+
     @abc.abstractmethod
     def availability(self) -> Availability: ...
 

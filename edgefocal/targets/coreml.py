@@ -366,9 +366,7 @@ class CoreMLTarget(Target):
         return info
 
     def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
-        if precision not in self.precisions:
-            raise BadInput(f"target coreml does not support precision {precision}",
-                           hint=f"use --precision {', '.join(self.precisions)}")
+        self.check_precision(precision)
         spec = ctx.recipe.coreml
         target = spec.deployment_target(precision)
         if precision == "int8" and spec.compression == "w8a8" and target in _NEEDS_IOS17:

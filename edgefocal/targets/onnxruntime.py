@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal._deps import require
-from edgefocal.errors import BadInput
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
 
 
@@ -49,9 +48,7 @@ class OnnxRuntimeTarget(Target):
         return Availability(True, True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}")
 
     def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
-        if precision not in self.precisions:
-            raise BadInput(f"target onnxruntime does not support precision {precision}",
-                           hint=f"use --precision {' or '.join(self.precisions)}")
+        self.check_precision(precision)
         onnx = require("onnx", "onnx")
         out = ctx.workdir / "onnxruntime"
         out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal._deps import require
-from edgefocal.errors import BadInput
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
 
 
@@ -67,9 +66,7 @@ class OpenVINOTarget(Target):
         return Availability(True, bool(devices), f"openvino {ov.__version__}, devices {', '.join(devices)}")
 
     def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
-        if precision not in self.precisions:
-            raise BadInput(f"target openvino does not support precision {precision}",
-                           hint=f"use --precision {', '.join(self.precisions)}")
+        self.check_precision(precision)
         ov = require("openvino", "openvino")
         out = ctx.workdir / "openvino"
         out.mkdir(parents=True, exist_ok=True)

@@ -90,9 +90,7 @@ class TensorRTTarget(Target):
                             "" if can_run else "run on a Jetson (JetPack 6) or a GPU machine with TensorRT 10/11")
 
     def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
-        if precision not in self.precisions:
-            raise BadInput(f"target tensorrt does not support precision {precision}",
-                           hint=f"use --precision {', '.join(self.precisions)}")
+        self.check_precision(precision)
         rspec = ctx.recipe.tensorrt
         out = ctx.workdir / "tensorrt"
         out.mkdir(parents=True, exist_ok=True)
