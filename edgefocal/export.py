@@ -1,8 +1,10 @@
 """ONNX export of the (pruned) FP32 model: opset ≥17 so LayerNorm becomes one LayerNormalization node
-(TensorRT maps it to its normalization layer), dynamic batch, checked against torch."""
+(TensorRT maps it to its normalization layer), dynamic batch, nodes named after their torch modules
+(naming.py), checked against torch."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,13 @@ def onnx_from_torch(model: torch.nn.Module, input_shape: tuple[int, ...], path: 
             verbose=False,
             optimize=True,
         )
+    from edgefocal.naming import name_onnx_nodes
+
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=False)
+    model_proto = onnx.load(str(path))
+    name_onnx_nodes(model_proto)
+    onnx.save(model_proto, str(path))
     onnx.checker.check_model(str(path))
     return path
 
@@ -52,3 +59,20 @@ def check_onnx_against_torch(model: torch.nn.Module, path: Path, sample: np.ndar
     with torch.inference_mode():
         want = model(torch.from_numpy(sample)).numpy()
     return float(np.abs(got - want).max())
+
+
+@dataclass
+class Exported:
+    """The FP32 model exported once; every target starts from it."""
+
+    model: torch.nn.Module  # the (pruned) FP32 module that was exported
+    onnx: Path
+    input_size: tuple[int, ...]
+    opset: int
+    max_abs_diff: float  # ONNX Runtime vs torch on a sample of the eval set
+
+
+def export(model: torch.nn.Module, input_size: tuple[int, ...], sample: np.ndarray, workdir: Path) -> Exported:
+    """The export stage: ONNX at `workdir/model_fp32.onnx`, checked against torch on `sample`."""
+    path = onnx_from_torch(model, tuple(input_size), Path(workdir) / "model_fp32.onnx")
+    return Exported(model, path, tuple(input_size), OPSET, check_onnx_against_torch(model, path, sample))

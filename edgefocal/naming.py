@@ -1,0 +1,138 @@
+"""FocalNet names for graph nodes: the torch module path and FocalNet role of every node of the exported ONNX.
+
+The dynamo exporter names nodes after aten ops (`node_conv2d_17`), but records each node's module scopes in
+its `pkg.torch.onnx.name_scopes` metadata. `name_onnx_nodes` renames every node `<module path>/<op type>`
+(`layers.2.blocks.1.mlp.fc1/Conv`), so the names survive into the OpenVINO IR (its op names are the ONNX
+node names), NNCF's ignored scopes, Q/DQ graphs, reports and errors. `role_of` gives the FocalNet role of a
+node (timm/models/focalnet.py: stem, downsample, f, focal levels, gate products, global context, h, proj,
+MLP, LayerNorm, head), which is what the precision policy (quantize/policy.py) decides on.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from typing import Iterable
+
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+#: module path → role of the weighted op it holds; the first match wins
+_WEIGHTED_ROLES: list[tuple[str, str]] = [
+    (r"^stem\.proj$", "stem"),
+    (r"^layers\.\d+\.downsample\.proj$", "downsample"),
+    (r"\.modulation\.f$", "f"),
+    (r"\.modulation\.focal_layers\.\d+\.0$", "focal"),
+    (r"\.modulation\.h$", "h"),
+    (r"\.modulation\.proj$", "proj"),
+    (r"\.mlp\.fc1$", "fc1"),
+    (r"\.mlp\.fc2$", "fc2"),
+    (r"^head(\.fc)?$", "head"),
+]
+
+
+def scope_of(node) -> str | None:
+    """The innermost torch module of a node ('' for the model itself), or None without exporter metadata."""
+    for prop in node.metadata_props:
+        if prop.key == SCOPES_KEY:
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            # the last scope is the aten op itself; "_..." scopes are torch.export's own hooks, not modules
+            mods = [s for s in scopes[:-1] if s and not s.startswith("_")]
+            return mods[-1] if mods else ""
+    return None
+
+
+def _scopes(nodes) -> dict[str, str]:
+    """node name → module path; a node the optimizer added (a Split, no metadata) takes its producer's."""
+    producer = {o: n for n in nodes for o in n.output}
+    out: dict[str, str] = {}
+    for n in nodes:
+        scope = scope_of(n)
+        if scope is None:
+            p = producer.get(n.input[0]) if n.input else None
+            scope = out.get(p.name, "") if p is not None else ""
+        out[n.name] = scope
+    return out
+
+
+def name_onnx_nodes(model) -> None:
+    """Rename every node `<module path>/<op type>` (`_1`, `_2`... where a module holds several)."""
+    scopes = _scopes(model.graph.node)
+    seen: dict[str, int] = {}
+    for n in model.graph.node:
+        base = f"{scopes[n.name] or 'model'}/{n.op_type}"
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        n.name = base if k == 0 else f"{base}_{k}"
+
+
+def module_of(node_name: str) -> str:
+    """The module path in a name given by `name_onnx_nodes` (also an OpenVINO op name derived from it)."""
+    return node_name.split("/", 1)[0]
+
+
+def weighted_role(module: str) -> str | None:
+    for pattern, role in _WEIGHTED_ROLES:
+        if re.search(pattern, module):
+            return role
+    return None
+
+
+def role_of(node, module: str, producer: dict) -> str | None:
+    """The FocalNet role of one ONNX node, or None for data movement (Transpose, Reshape, ...)."""
+    op = node.op_type
+    if op in WEIGHTED_OPS:
+        return weighted_role(module)
+    if op == "LayerNormalization":
+        return "norm"
+    if re.search(r"(\.act|\.focal_layers\.\d+\.1)$", module):
+        return "context" if module.endswith("modulation.act") else "act"
+    if module.endswith(".modulation"):
+        if op == "ReduceMean":
+            return "context"
+        if op == "Mul":
+            from_h = any(weighted_role(module_of(p.name)) == "h" for t in node.input if (p := producer.get(t)))
+            return "modulator" if from_h else "gates"
+    if op == "Add" and re.search(r"^layers\.\d+\.blocks\.\d+$", module):
+        return "residual"
+    if op == "ReduceMean" and module.startswith("head"):
+        return "pool"
+    return None
+
+
+def roles(model) -> dict[str, tuple[str, str]]:
+    """{node name: (module path, role)} for every node with a FocalNet role."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    scopes = _scopes(model.graph.node)
+    out = {}
+    for n in model.graph.node:
+        role = role_of(n, scopes[n.name], producer)
+        if role is not None:
+            out[n.name] = (scopes[n.name], role)
+    return out
+
+
+def focalnet_label(module: str | None, role: str | None = None) -> str:
+    """A module path in FocalNet terms, for reports: 'stage 3 block 2 mlp fc1', 'stage 2 block 1 focal level 0'."""
+    if not module:
+        return "(unknown)"
+    m = re.match(r"layers\.(\d+)\.(?:blocks\.(\d+)\.?)?(.*)$", module)
+    if not m:
+        return {"stem.proj": "stem conv", "head.fc": "head", "head": "head"}.get(module, module.replace(".", " "))
+    stage, block, rest = int(m.group(1)) + 1, m.group(2), m.group(3)
+    where = f"stage {stage}" + (f" block {int(block) + 1}" if block is not None else "")
+    level = re.match(r"modulation\.focal_layers\.(\d+)", rest)
+    if level:
+        return f"{where} focal level {level.group(1)}"
+    if rest == "modulation" and role in ("gates", "modulator", "context"):
+        rest = {"gates": "gate products", "modulator": "modulator product q·h", "context": "global context"}[role]
+    rest = {"downsample.proj": "downsample conv", "": role or ""}.get(rest, rest)
+    return f"{where} {rest.replace('.', ' ')}".strip()
+
+
+def modules_matching(patterns: Iterable[str], modules: Iterable[str]) -> list[str]:
+    """Modules whose path matches any regex (re.search), in their original order."""
+    compiled = [re.compile(p) for p in patterns]
+    return [m for m in modules if any(c.search(m) for c in compiled)]
