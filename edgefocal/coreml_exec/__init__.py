@@ -10,6 +10,6 @@ the operations a FocalNet program uses are implemented; any other op is a clear 
 - `executor.py`: run the program on a batch; optionally observe every activation (for calibration).
 """
 from edgefocal.coreml_exec.executor import MLProgramExecutor
-from edgefocal.coreml_exec.program import ProgramInfo, op_census, read_program
+from edgefocal.coreml_exec.program import ProgramInfo, op_census, read_program, to_program_input
 
-__all__ = ["MLProgramExecutor", "ProgramInfo", "op_census", "read_program"]
+__all__ = ["MLProgramExecutor", "ProgramInfo", "op_census", "read_program", "to_program_input"]

@@ -100,3 +100,15 @@ def op_census(prog) -> dict[str, int]:
     """How many of each op the main function holds (consts included), most frequent first."""
     counts = Counter(op.op_type for op in prog.functions["main"].operations)
     return dict(counts.most_common())
+
+
+def to_program_input(x, image_input: bool, mean, std):
+    """Normalized NCHW (what the pipeline feeds) → what the program takes (pixels 0..255 for an image input,
+    whose normalization edgefocal folds into the program)."""
+    import numpy as np
+
+    if not image_input:
+        return np.asarray(x, np.float32)
+    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    return (np.asarray(x, np.float32) * s + m) * 255.0

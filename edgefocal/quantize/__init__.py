@@ -1,2 +1,55 @@
-"""Post-training INT8 quantization. The algorithm is NNCF's, once; backend differences live in small
-modules (nncf_ptq for OpenVINO and ONNX Runtime, tensorrt_qdq for TensorRT's Q/DQ rules)."""
+"""The quantize stage: one precision plan (policy.py), translated by each target's backend module.
+
+`plan_precision` decides once which FocalNet parts are INT8; `quantize(target, float_model, plan, ctx)`
+hands the target's float model (an ov.Model, an ONNX path, a Core ML program) to that target's backend,
+which places and calibrates INT8 exactly where the plan says. Targets then only save and run the result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgefocal.quantize.policy import PRESETS, PrecisionPlan, plan_precision
+
+if TYPE_CHECKING:
+    from edgefocal.targets.base import BuildContext
+
+__all__ = ["PRESETS", "PrecisionPlan", "Quantized", "plan_precision", "quantize"]
+
+
+@dataclass
+class Quantized:
+    """An INT8 model in the target backend's own form, and what the report says about it."""
+
+    model: Any
+    info: dict = field(default_factory=dict)
+
+
+def quantize(target: str, float_model: Any, plan: PrecisionPlan, ctx: "BuildContext") -> Quantized:
+    """INT8 `float_model` for `target` under `plan`, calibrated on ctx.calibration."""
+    spec = ctx.recipe.quantize
+    if target == "openvino":
+        from edgefocal.quantize import openvino
+
+        return Quantized(openvino.quantize(float_model, plan, ctx.calibration, spec, ctx.validation))
+    if target == "onnxruntime":
+        from edgefocal.quantize import onnxruntime
+
+        return Quantized(onnxruntime.quantize(Path(float_model), plan, ctx.calibration, spec, ctx.validation),
+                         {"variant": "U8S8 Q/DQ"})
+    if target == "tensorrt":
+        from edgefocal.quantize import tensorrt_qdq
+
+        model, info = tensorrt_qdq.quantize(Path(float_model), plan, ctx.calibration, spec.fast_bias_correction,
+                                            ctx.log)
+        return Quantized(model, info)
+    if target == "coreml":
+        import tempfile
+
+        from edgefocal.quantize import coreml
+
+        with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
+            model, info = coreml.quantize(float_model, plan, ctx.calibration, ctx.recipe.coreml, ctx.data_config,
+                                          [n for n, _ in ctx.model.named_modules()], Path(scratch), ctx.log)
+        return Quantized(model, info)
+    raise ValueError(f"no quantizer for target {target}")  # targets/__init__.py lists every target

@@ -2,7 +2,7 @@
 
 TensorRT reads precision from Q/DQ nodes and rejects or silently de-optimises what breaks its rules; an
 engine build on a Jetson is the wrong place to find out. Rules (TensorRT developer guide, "Explicit
-Quantization", and FOCALNET.md):
+Quantization"):
 
 - opset ≥ 17 (one LayerNormalization node; FP16 LayerNorm overflows when decomposed)
 - signed INT8 only, symmetric: every zero point is 0 (and given, since a missing one means uint8)

@@ -16,6 +16,8 @@ What NNCF has no option for is added afterwards, by hand (each a few lines over 
 - Q/DQ on the activation of a preset INT8 op NNCF left unquantized (the head Linear, behind the
   exporter's Gather/Reshape flattening): TensorRT needs every input of a quantized op quantized.
 Their scales are max-calibrated (amax/127) on the same calibration set, via ONNX Runtime.
+Which parts get Q/DQ is the precision plan's decision (quantize/policy.py): its float nodes go to NNCF's
+ignored scope; the residual and LayerNorm-input pairs are added only where the plan makes those parts INT8.
 The result is checked by `conformance.check_tensorrt_qdq` before it is returned."""
 from __future__ import annotations
 
@@ -26,11 +28,11 @@ import numpy as np
 
 from edgefocal._deps import require
 from edgefocal.errors import BadInput
-from edgefocal.quantize.qdq_presets import QDQPreset, count_roles, get_preset, split_by_preset
+from edgefocal.quantize.policy import WEIGHTED_ROLES, PrecisionPlan
 
 
 def _nncf_quantize(model, calibration: np.ndarray, ignored: list[str], fast_bias_correction: bool):
-    nncf = require("nncf", "onnx")
+    nncf = require("nncf", "quantize")
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.parameters import ModelType
     from nncf.quantization.advanced_parameters import (
@@ -103,7 +105,7 @@ def _insert_qdq(model, tensor: str, consumer, scale: float) -> str:
     return q.name
 
 
-def _fusion_sites(model, preset: QDQPreset, int8_nodes: set[str]) -> list[tuple[str, object, str]]:
+def _fusion_sites(model, plan: PrecisionPlan) -> list[tuple[str, object, str]]:
     """(tensor, consumer, why) pairs that need a Q/DQ NNCF did not place."""
     from edgefocal.quantize.conformance import feeding_dq
 
@@ -117,17 +119,18 @@ def _fusion_sites(model, preset: QDQPreset, int8_nodes: set[str]) -> list[tuple[
         p = producer.get(tensor)
         return p if p is not None and p.op_type in ("Conv", "ConvTranspose") and from_dq(p.input[0]) else None
 
+    weighted_int8 = set(plan.nodes(int8=True, roles_=WEIGHTED_ROLES))
     sites = []
     for n in g.node:
-        if n.name in int8_nodes and not from_dq(n.input[0]):
+        if n.name in weighted_int8 and not from_dq(n.input[0]):
             # NNCF leaves the head's activation unquantized behind the exporter's Gather/Reshape
             # flattening; TensorRT needs every input of a quantized op quantized
             sites.append((n.input[0], n, "activation"))
-        if preset.layernorm_qdq and n.op_type == "LayerNormalization":
+        if n.op_type == "LayerNormalization" and plan.is_int8(n.name):
             t = producer.get(n.input[0])
             if t is not None and t.op_type == "Transpose" and int8_conv(t.input[0]) is not None:
                 sites.append((n.input[0], n, "layernorm"))
-        if preset.residual_qdq and n.op_type == "Add" and len(n.input) == 2:
+        if n.op_type == "Add" and len(n.input) == 2 and plan.is_int8(n.name):
             for i, j in ((0, 1), (1, 0)):
                 skip = producer.get(n.input[j])
                 if int8_conv(n.input[i]) is not None and skip is not None and skip.op_type != "Constant" \
@@ -137,92 +140,46 @@ def _fusion_sites(model, preset: QDQPreset, int8_nodes: set[str]) -> list[tuple[
     return sites
 
 
-def qdq_onnx_for_tensorrt(onnx_fp32: Path, calibration: np.ndarray, preset: str | QDQPreset, out: Path,
-                          log: Callable[[str], None] = print, fast_bias_correction: bool = True) -> dict:
-    """Write a TensorRT-conformant INT8 Q/DQ ONNX of `onnx_fp32` to `out`; return placement stats."""
-    onnx = require("onnx", "onnx")
+def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, fast_bias_correction: bool = True,
+             log: Callable[[str], None] = print) -> tuple[object, dict]:
+    """A TensorRT-conformant INT8 Q/DQ ONNX (in memory) of `onnx_fp32` under `plan`, and placement facts."""
+    import onnx
     from edgefocal.quantize.conformance import assert_tensorrt_qdq
 
-    preset = get_preset(preset) if isinstance(preset, str) else preset
     if calibration is None or len(calibration) == 0:
         raise BadInput("INT8 for TensorRT needs calibration images, none were given",
                        hint="set calibration: in the recipe (e.g. calibration: fmnist-train-300)")
-    model = onnx.load(str(onnx_fp32))
-    int8, fp = split_by_preset(model, preset)
-    log(f"TensorRT Q/DQ preset '{preset.name}': {len(int8)} INT8 weighted ops {count_roles(int8)}, "
-        f"{len(fp)} kept in float {count_roles(fp)}")
-    q = _nncf_quantize(model, np.ascontiguousarray(calibration, dtype=np.float32), [n.name for n in fp],
-                       fast_bias_correction)
-    sites = _fusion_sites(q, preset, {n.name for n in int8})
+    log(f"TensorRT Q/DQ under policy '{plan.preset}': INT8 {plan.role_counts(True)}, float {plan.role_counts(False)}")
+    q = _nncf_quantize(onnx.load(str(onnx_fp32)), np.ascontiguousarray(calibration, dtype=np.float32),
+                       plan.nodes(int8=False), fast_bias_correction)
+    sites = _fusion_sites(q, plan)
     if sites:
         amax = _amax(q, sorted({t for t, _, _ in sites}), calibration)
         for tensor, consumer, _ in sites:
             _insert_qdq(q, tensor, consumer, max(amax[tensor], 1e-8) / 127.0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(q, str(out))
     warnings = assert_tensorrt_qdq(q)
-    quantized = [n.name for n in int8]
-    return {
-        "preset": preset.name,
-        "description": preset.description,
-        "int8_nodes": quantized,
-        "int8_roles": count_roles(int8),
-        "float_roles": count_roles(fp),
+    return q, {
+        "policy": plan.preset,
+        "int8_roles": plan.role_counts(True),
+        "float_roles": plan.role_counts(False),
         "fusion_qdq": {"layernorm": sum(w == "layernorm" for *_, w in sites),
                        "residual": sum(w == "residual" for *_, w in sites)},
         "added_activation_qdq": sum(w == "activation" for *_, w in sites),
         "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in q.graph.node),
+        "conformance": "pass",
         "conformance_warnings": [str(w) for w in warnings],
-        "path": str(out),
     }
 
 
-def without_qdq(qdq_model, fp32_model, node_name: str):
-    """A copy of `qdq_model` with one weighted node back in float (its activation and weight Q/DQ
-    bypassed, the FP32 weight restored): the unit of a per-layer sensitivity scan."""
+def qdq_onnx_for_tensorrt(onnx_fp32: Path, calibration: np.ndarray, preset: str, out: Path,
+                          log: Callable[[str], None] = print, float_modules: list[str] | None = None) -> dict:
+    """Plan, quantize and save in one call (tests, benchmarks, scripts): the Q/DQ ONNX of `onnx_fp32` under
+    the policy `preset` at `out`; returns the placement facts plus the INT8 weighted nodes."""
     import onnx
+    from edgefocal.quantize.policy import plan_precision
 
-    m = onnx.ModelProto()
-    m.CopyFrom(qdq_model)
-    producer = {o: n for n in m.graph.node for o in n.output}
-    fp32_node = next(n for n in fp32_model.graph.node if n.name == node_name)
-    node = next(n for n in m.graph.node if n.name == node_name)
-    for i in (0, 1):
-        dq = producer.get(node.input[i])
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producer.get(dq.input[0])
-        if i == 1 or q is None:  # weight: restore the float initializer
-            node.input[i] = fp32_node.input[i]
-            if not any(t.name == fp32_node.input[i] for t in m.graph.initializer):
-                m.graph.initializer.append(next(t for t in fp32_model.graph.initializer if t.name == fp32_node.input[i]))
-        else:
-            node.input[i] = q.input[0]
-    return m
-
-
-def qdq_sensitivity(qdq_path: Path, fp32_path: Path, nodes: list[str], images: np.ndarray,
-                    batch: int = 500) -> list[dict]:
-    """Top-1 agreement with FP32 when each INT8 node alone goes back to float, in FocalNet terms; the
-    nodes whose release recovers the most flipped answers are the ones INT8 hurts."""
-    import onnx
-    import onnxruntime as ort
-
-    from edgefocal.quantize.qdq_presets import focalnet_label, module_path
-
-    def run(model):
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return np.concatenate([sess.run(None, {name: images[i: i + batch]})[0] for i in range(0, len(images), batch)])
-
-    fp32, qdq = onnx.load(str(fp32_path)), onnx.load(str(qdq_path))
-    ref = run(fp32).argmax(1)
-    base = float((run(qdq).argmax(1) == ref).mean())
-    inits = {i.name for i in fp32.graph.initializer}
-    paths = {n.name: module_path(n, inits) for n in fp32.graph.node}
-    out = []
-    for name in nodes:
-        agree = float((run(without_qdq(qdq, fp32, name)).argmax(1) == ref).mean())
-        out.append({"node": name, "module": paths.get(name), "label": focalnet_label(paths.get(name)),
-                    "agreement": agree, "recovered": agree - base})
-    return sorted(out, key=lambda r: -r["recovered"])
+    plan = plan_precision(onnx.load(str(onnx_fp32)), preset, float_modules)
+    model, info = quantize(onnx_fp32, plan, calibration, log=log)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return {**info, "int8_nodes": plan.nodes(int8=True, roles_=WEIGHTED_ROLES), "path": str(out)}

@@ -17,7 +17,7 @@ class TargetSpec:
 
 
 TARGETS: dict[str, TargetSpec] = {
-    "onnxruntime": TargetSpec("edgefocal.targets.onnxruntime", "OnnxRuntimeTarget", "onnx"),
+    "onnxruntime": TargetSpec("edgefocal.targets.onnxruntime", "OnnxRuntimeTarget", "onnxruntime"),
     "openvino": TargetSpec("edgefocal.targets.openvino", "OpenVINOTarget", "openvino"),
     "tensorrt": TargetSpec("edgefocal.targets.tensorrt", "TensorRTTarget", "tensorrt"),
     "coreml": TargetSpec("edgefocal.targets.coreml", "CoreMLTarget", "coreml"),

@@ -14,6 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from edgefocal.quantize import Quantized
     from edgefocal.recipe import Recipe
 
 
@@ -80,8 +81,9 @@ class BuildContext:
     workdir: Path  # the staging output directory; artifacts go below it
     num_threads: int = 2
     log: Callable[[str], None] = print
-    #: facts that belong in the report/manifest (e.g. 2:4 sparsity from the pruning step)
-    facts: dict[str, Any] = field(default_factory=dict)
+    #: held-out (images, FP32 logits) for accuracy-controlled quantization, disjoint from calibration and eval
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    sparsity_2of4: bool = False  # the pruning step left 2:4-sparse weights (TensorRT's sparse kernels)
 
 
 @dataclass
@@ -102,6 +104,8 @@ class Artifact:
 
 
 class Target(abc.ABC):
+    """Converts, saves and runs; never decides precision (the quantize stage hands it INT8 models)."""
+
     name: str
     precisions: tuple[str, ...]
     extra: str  # the pip extra that installs its backend
@@ -117,5 +121,10 @@ class Target(abc.ABC):
     def availability(self) -> Availability: ...
 
     @abc.abstractmethod
-    def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
-        """Write artifacts below ctx.workdir; return them, the requested precision last."""
+    def quantizer_input(self, ctx: BuildContext) -> Any:
+        """The float model this target's quantizer takes (an ov.Model, an ONNX path, a Core ML program)."""
+
+    @abc.abstractmethod
+    def package(self, ctx: BuildContext, precision: str, quantized: "Quantized | None" = None) -> list[Artifact]:
+        """Write the artifacts below ctx.workdir (the float baseline, then the requested precision, last);
+        `quantized` is the quantize stage's INT8 model when precision is int8."""

@@ -1,27 +1,22 @@
-"""Core ML target: an .mlpackage (ML program) that Xcode loads as is, compressed with coremltools, and
-verified on Linux by edgefocal's numpy ML-program executor (Core ML itself predicts only on macOS).
+"""Core ML target: an .mlpackage (ML program) that Xcode loads as is, verified on Linux by edgefocal's numpy
+ML-program executor (Core ML itself predicts only on macOS).
 
-- conversion: torch.jit.trace → coremltools ML program; image input with the model's normalization folded
-  into the program (or a tensor input), class labels attached (a classifier), fixed or ranged batch.
-- int8 = the recipe's `coreml.compression`: w8 (per-channel INT8 weights), w8a8 (plus INT8 activations),
-  palettize (k-means LUT) or sparse. W8A8 on Linux: coremltools' `linear_quantize_activations` gets its
-  activation ranges from Core ML prediction (macOS only), so we measure the same per-tensor ranges by
-  running the float program in our executor on the calibration set, and hand them to the very graph passes
-  `linear_quantize_activations` uses (quantize/dequantize pairs before conv/linear/add inputs).
+Conversion: torch.jit.trace → coremltools ML program; image input with the model's normalization folded into
+the program (or a tensor input), class labels attached (a classifier), fixed or ranged batch. The int8
+artifact is the quantize stage's compression (quantize/coreml.py) of an FP16- or FP32-compute program.
 """
 from __future__ import annotations
 
 import json
 import platform
-import shutil
-import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from edgefocal._deps import require
 from edgefocal.errors import BadInput
+from edgefocal.coreml_exec import to_program_input
+from edgefocal.quantize import Quantized
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
 
 LINUX_LATENCY_NOTE = "Core ML runs only on macOS/iOS; latency is measured only on macOS"
@@ -109,120 +104,6 @@ def coreml_from_torch(model, data_config: dict, class_names: list[str], spec, de
     return mlmodel
 
 
-# ---------------------------------------------------------------- compression
-
-
-def _to_program_input(x: np.ndarray, image_input: bool, mean, std) -> np.ndarray:
-    """Normalized NCHW (what the pipeline feeds) → what the package takes (pixels 0..255 for an image)."""
-    if not image_input:
-        return np.asarray(x, np.float32)
-    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return (np.asarray(x, np.float32) * s + m) * 255.0
-
-
-def activation_ranges(package: Path, calibration: np.ndarray, mean=None, std=None, batch: int = 32) -> dict:
-    """Per-tensor {var name: {"rmin", "rmax"}} of every activation of a float .mlpackage over the
-    calibration set, measured with the numpy executor: the statistics coremltools' linear_quantize_activations
-    would collect with Core ML prediction on macOS."""
-    from edgefocal.coreml_exec import MLProgramExecutor
-
-    ex = MLProgramExecutor(package)
-    stats: dict[str, dict[str, float]] = defaultdict(dict)
-
-    def observe(name: str, value) -> None:
-        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
-            return
-        lo, hi = float(value.min()), float(value.max())
-        s = stats[name]
-        s["rmin"] = min(lo, s.get("rmin", lo))
-        s["rmax"] = max(hi, s.get("rmax", hi))
-
-    for i in range(0, len(calibration), batch):
-        ex.run(_to_program_input(calibration[i:i + batch], ex.info.image_input, mean, std), observe=observe)
-    return dict(stats)
-
-
-def quantize_activations(mlmodel, stats: dict, mode: str = "linear_symmetric"):
-    """Insert INT8 quantize/dequantize pairs from calibrated ranges: coremltools' own passes from
-    linear_quantize_activations, fed our statistics instead of macOS prediction."""
-    cto = require("coremltools.optimize.coreml", "coreml")
-    from coremltools import _SPECIFICATION_VERSION_IOS_17
-    from coremltools.converters.mil.frontend.milproto import load as milproto_load
-    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
-    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
-    from coremltools.models.utils import _apply_graph_pass
-
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode=mode, dtype="int8"))
-    passes = []
-    for name in ("compression::insert_prefix_quantize_dequantize_pair",
-                 "compression::insert_suffix_quantize_dequantize_pair"):
-        p = PASS_REGISTRY[name]
-        p.set_options([PassOption("config", config), PassOption("activation_stats", stats)])
-        passes.append(p)
-    passes.append(PASS_REGISTRY["common::dequantize_quantize_pair_elimination"])
-    return _apply_graph_pass(mlmodel, passes, spec_version=_SPECIFICATION_VERSION_IOS_17,
-                             pymil_load_func=milproto_load.load, skip_model_load=True)
-
-
-def _weights_config(spec, kind: str):
-    cto = require("coremltools.optimize.coreml", "coreml")
-    if kind == "w8":
-        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                         weight_threshold=spec.weight_threshold)
-    elif kind == "palettize":
-        op = cto.OpPalettizerConfig(mode="kmeans", nbits=spec.palettize_bits, weight_threshold=spec.weight_threshold)
-    elif spec.sparsity is None:  # encode the zeros the pruning step left (tensors ≥ 30 % zeros)
-        op = cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.3,
-                                         weight_threshold=spec.weight_threshold)
-    else:
-        op = cto.OpMagnitudePrunerConfig(target_sparsity=spec.sparsity, weight_threshold=spec.weight_threshold)
-    return cto.OptimizationConfig(global_config=op)
-
-
-def _computes_in_fp16(mlmodel) -> bool:
-    from coremltools.converters.mil.mil import types
-
-    prog = mlmodel._mil_program
-    if prog is None:  # loaded from disk: read the program from its proto
-        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-
-        spec = mlmodel.get_spec()
-        prog = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
-    return any(op.op_type == "cast" and op.outputs[0].dtype == types.fp16
-               for op in prog.functions["main"].operations)
-
-
-def compress(mlmodel, spec, calibration: np.ndarray | None, data_config: dict, scratch: Path, log=print):
-    """The recipe's int8 compression of a float ML program; returns (MLModel, facts for the report)."""
-    cto = require("coremltools.optimize.coreml", "coreml")
-    kind = spec.compression
-    facts: dict = {"compression": kind}
-    if kind == "w8a8":
-        if not _computes_in_fp16(mlmodel):
-            raise BadInput("W8A8 needs an FP16-compute program (coremltools' activation quantization writes FP16 "
-                           "scales)", hint="set coreml.compute_precision: fp16, or use compression: w8")
-        if calibration is None or len(calibration) == 0:
-            raise BadInput("W8A8 needs calibration images", hint="set calibration in the recipe")
-        float_pkg = scratch / "float_for_calibration.mlpackage"
-        mlmodel.save(str(float_pkg))
-        log(f"calibrating Core ML activations on {len(calibration)} images (numpy executor)")
-        stats = activation_ranges(float_pkg, calibration, data_config["mean"], data_config["std"])
-        mlmodel = quantize_activations(mlmodel, stats, spec.activation_mode)
-        facts.update(calibration_images=int(len(calibration)), activation_mode=spec.activation_mode,
-                     activation_ranges_from="edgefocal numpy executor (FP program) on the calibration set")
-        kind = "w8"
-    if kind == "w8":
-        mlmodel = cto.linear_quantize_weights(mlmodel, _weights_config(spec, "w8"))
-    elif kind == "palettize":
-        mlmodel = cto.palettize_weights(mlmodel, _weights_config(spec, "palettize"))
-        facts["palettize_bits"] = spec.palettize_bits
-    elif kind == "sparse":
-        mlmodel = cto.prune_weights(mlmodel, _weights_config(spec, "sparse"))
-        facts["sparsity_target"] = spec.sparsity if spec.sparsity is not None else "zeros already in the weights"
-    return mlmodel, facts
-
-
 def compression_stats(package: Path) -> dict:
     """Counts of compressed weight tensors and activation Q/DQ ops, and the package's op census."""
     from edgefocal.coreml_exec import op_census, read_program
@@ -273,7 +154,7 @@ class CoreMLExecutorRunner(Runner):
                            hint="build it with edgefocal, or convert with input_type tensor")
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        x = _to_program_input(x, self.executor.info.image_input, self.mean, self.std)
+        x = to_program_input(x, self.executor.info.image_input, self.mean, self.std)
         outs = [self.executor.run(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
         return np.concatenate(outs).reshape(len(x), -1)
 
@@ -305,7 +186,7 @@ class CoreMLRunner(Runner):
             return {self.info.input_name: x}
         from PIL import Image
 
-        pixels = np.clip(np.rint(_to_program_input(x, True, self.mean, self.std)), 0, 255).astype(np.uint8)[0]
+        pixels = np.clip(np.rint(to_program_input(x, True, self.mean, self.std)), 0, 255).astype(np.uint8)[0]
         img = Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(pixels.transpose(1, 2, 0), "RGB")
         return {self.info.input_name: img}
 
@@ -365,40 +246,43 @@ class CoreMLTarget(Target):
             info["no_latency"] = LINUX_LATENCY_NOTE
         return info
 
-    def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
+    def _convert(self, ctx: BuildContext, deployment_target: str, compute_precision: str):
+        return coreml_from_torch(ctx.model, ctx.data_config, ctx.class_names, ctx.recipe.coreml, deployment_target,
+                                 compute_precision)
+
+    def quantizer_input(self, ctx: BuildContext):
+        """The program the int8 compression starts from, in coreml.compute_precision."""
+        spec = ctx.recipe.coreml
+        target = spec.deployment_target("int8")
+        if spec.compression == "w8a8" and target in _NEEDS_IOS17:
+            raise BadInput(f"coreml.compression w8a8 needs minimum_deployment_target iOS17/macOS14 or later, "
+                           f"got {target}", hint="raise coreml.minimum_deployment_target, or use compression: w8")
+        return self._convert(ctx, target, spec.compute_precision)
+
+    def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         self.check_precision(precision)
         spec = ctx.recipe.coreml
         target = spec.deployment_target(precision)
-        if precision == "int8" and spec.compression == "w8a8" and target in _NEEDS_IOS17:
-            raise BadInput(f"coreml.compression w8a8 needs minimum_deployment_target iOS17/macOS14 or later, "
-                           f"got {target}", hint="raise coreml.minimum_deployment_target, or use compression: w8")
         out = ctx.workdir / "coreml"
         out.mkdir(parents=True, exist_ok=True)
-
         ctx.log(f"converting to Core ML (ML program, {target}, FP32 compute)")
         fp32 = out / "model_fp32.mlpackage"
-        coreml_from_torch(ctx.model, ctx.data_config, ctx.class_names, spec, target, "fp32").save(str(fp32))
+        self._convert(ctx, target, "fp32").save(str(fp32))
         artifacts = [Artifact("coreml", "fp32", fp32, self._runner(fp32),
                               info=self._info(fp32, target, "fp32", spec, "FP32 compute"),
                               requested=precision == "fp32")]
         if precision == "fp16":
             fp16 = out / "model_fp16.mlpackage"
-            coreml_from_torch(ctx.model, ctx.data_config, ctx.class_names, spec, target, "fp16").save(str(fp16))
+            self._convert(ctx, target, "fp16").save(str(fp16))
             artifacts.append(Artifact("coreml", "fp16", fp16, self._runner(fp16),
                                       info=self._info(fp16, target, "fp16", spec, "FP16 compute")))
-        elif precision == "int8":
-            cp = spec.compute_precision
-            base = coreml_from_torch(ctx.model, ctx.data_config, ctx.class_names, spec, target, cp)
-            ctx.log(f"compressing for Core ML ({spec.compression})")
-            with tempfile.TemporaryDirectory(dir=out) as scratch:
-                mlmodel, facts = compress(base, spec, ctx.calibration, ctx.data_config, Path(scratch), ctx.log)
+        elif precision == "int8" and quantized is not None:
             path = out / f"model_{spec.compression}.mlpackage"
-            if path.exists():
-                shutil.rmtree(path)
-            mlmodel.save(str(path))
+            quantized.model.save(str(path))
             label = {"w8": "W8 (INT8 weights)", "w8a8": "W8A8 (INT8 weights + activations)",
                      "palettize": f"{spec.palettize_bits}-bit palettized weights", "sparse": "sparse weights"}
-            facts["size_ratio_vs_fp32"] = round(package_size(path) / package_size(fp32), 4)
+            cp = spec.compute_precision
+            facts = {**quantized.info, "size_ratio_vs_fp32": round(package_size(path) / package_size(fp32), 4)}
             artifacts.append(Artifact("coreml", "int8", path, self._runner(path),
                                       info=self._info(path, target, cp, spec,
                                                      f"{label[spec.compression]}, {cp.upper()} compute", facts)))

@@ -1,4 +1,5 @@
-"""ONNX Runtime target: the FP32 ONNX and a U8S8 Q/DQ INT8 ONNX (NNCF), run on ORT's CPU provider."""
+"""ONNX Runtime target: the FP32 ONNX and the U8S8 Q/DQ INT8 ONNX (quantize/onnxruntime.py), run on ORT's CPU
+provider."""
 from __future__ import annotations
 
 import shutil
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal._deps import require
+from edgefocal.quantize import Quantized
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
 
 
@@ -18,7 +20,7 @@ class OnnxRuntimeRunner(Runner):
         self.session = None
 
     def load(self) -> None:
-        ort = require("onnxruntime", "onnx")
+        import onnxruntime as ort
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
@@ -38,18 +40,21 @@ class OnnxRuntimeRunner(Runner):
 class OnnxRuntimeTarget(Target):
     name = "onnxruntime"
     precisions = ("fp32", "int8")
-    extra = "onnx"
+    extra = "onnxruntime"
 
     def availability(self) -> Availability:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            return Availability(False, False, f"onnxruntime does not import ({e})", "pip install onnxruntime")
+            return Availability(False, False, f"onnxruntime does not import ({e})", "pip install onnxruntime (a core dependency of edgefocal)")
         return Availability(True, True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}")
 
-    def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
+    def quantizer_input(self, ctx: BuildContext) -> Path:
+        return ctx.onnx_fp32
+
+    def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         self.check_precision(precision)
-        onnx = require("onnx", "onnx")
+        import onnx
         out = ctx.workdir / "onnxruntime"
         out.mkdir(parents=True, exist_ok=True)
         fp32 = out / "model_fp32.onnx"
@@ -57,20 +62,9 @@ class OnnxRuntimeTarget(Target):
         threads = ctx.num_threads
         artifacts = [Artifact("onnxruntime", "fp32", fp32, lambda: OnnxRuntimeRunner(fp32, threads),
                               requested=precision == "fp32")]
-        if precision == "int8":
+        if precision == "int8" and quantized is not None:
             int8 = out / "model_int8_u8s8.onnx"
-            if ctx.recipe.quantize.max_agreement_drop is not None:
-                from edgefocal.quantize.nncf_ptq import quantize_onnx_u8s8
-
-                ctx.log("quantizing for ONNX Runtime (NNCF accuracy control, U8S8 Q/DQ)")
-                q = quantize_onnx_u8s8(onnx.load(str(fp32)), ctx.calibration, ctx.recipe.quantize,
-                                       ctx.facts.get("validation"))
-                onnx.save(q, str(int8))
-            else:
-                from edgefocal.quantize.ort_static import quantize_onnx_ort
-
-                ctx.log("quantizing for ONNX Runtime (ORT static quantizer, U8S8 Q/DQ)")
-                quantize_onnx_ort(fp32, int8, ctx.calibration, ctx.recipe.quantize)
+            onnx.save(quantized.model, str(int8))
             artifacts.append(Artifact("onnxruntime", "int8", int8, lambda: OnnxRuntimeRunner(int8, threads),
-                                      info={"variant": "U8S8 Q/DQ"}))
+                                      info=dict(quantized.info)))
         return artifacts

@@ -11,7 +11,9 @@ from edgefocal.coreml_exec import MLProgramExecutor  # noqa: E402
 from edgefocal.coreml_exec.ops import OPS, RunContext, _unpack_bits  # noqa: E402
 from edgefocal.errors import BadInput  # noqa: E402
 from edgefocal.recipe import CoreMLSpec  # noqa: E402
-from edgefocal.targets.coreml import compress, coreml_from_torch, package_size  # noqa: E402
+from edgefocal.quantize import plan_precision  # noqa: E402
+from edgefocal.quantize.coreml import quantize  # noqa: E402
+from edgefocal.targets.coreml import coreml_from_torch, package_size  # noqa: E402
 
 
 def _torch_logits(model, x: np.ndarray) -> np.ndarray:
@@ -53,8 +55,24 @@ def test_image_classifier_with_ranged_batch(tmp_path, default_model, fmnist_eval
     assert diff <= 1e-3
 
 
+@pytest.fixture(scope="module")
+def compress(default_model, tmp_path_factory):
+    """The quantize stage's Core ML compression with every part INT8 (the `all` policy): the programs below
+    exercise the executor on every compressed op kind."""
+    import onnx
+
+    from edgefocal.export import onnx_from_torch
+
+    onnx_path = onnx_from_torch(default_model.model, (1, 32, 32), tmp_path_factory.mktemp("plan") / "m.onnx")
+    plan = plan_precision(onnx.load(str(onnx_path)), "all")
+    modules = [n for n, _ in default_model.model.named_modules()]
+    return lambda ml, spec, calibration, data_config, scratch: quantize(ml, plan, calibration, spec, data_config,
+                                                                        modules, scratch, log=lambda m: None)
+
+
 @pytest.mark.parametrize("kind", ["w8", "palettize", "sparse"])
-def test_compressed_programs_run(kind, fp32_package, tmp_path, default_model, fmnist_eval, fmnist_calibration):
+def test_compressed_programs_run(kind, fp32_package, tmp_path, default_model, fmnist_eval, fmnist_calibration,
+                                 compress):
     import coremltools as ct
 
     path, base_spec = fp32_package
@@ -77,7 +95,7 @@ def test_compressed_programs_run(kind, fp32_package, tmp_path, default_model, fm
     assert np.abs(out - ref).max() > 0  # compression really changed the numbers
 
 
-def test_w8a8_fp16_program_runs(tmp_path, default_model, fmnist_eval, fmnist_calibration):
+def test_w8a8_fp16_program_runs(tmp_path, default_model, fmnist_eval, fmnist_calibration, compress):
     """W8A8: FP16 compute, activation ranges from the executor, quantize/dequantize before conv/linear/add."""
     spec = CoreMLSpec(input_type="tensor", class_labels=False, compression="w8a8", weight_threshold=512)
     fp16 = coreml_from_torch(default_model.model, default_model.data_config, default_model.class_names, spec,
@@ -93,7 +111,7 @@ def test_w8a8_fp16_program_runs(tmp_path, default_model, fmnist_eval, fmnist_cal
     assert float((out.argmax(1) == ref.argmax(1)).mean()) >= 0.97
 
 
-def test_w8a8_refuses_fp32_compute(fp32_package, tmp_path, default_model, fmnist_calibration):
+def test_w8a8_refuses_fp32_compute(fp32_package, tmp_path, default_model, fmnist_calibration, compress):
     import coremltools as ct
 
     path, spec = fp32_package
@@ -103,7 +121,7 @@ def test_w8a8_refuses_fp32_compute(fp32_package, tmp_path, default_model, fmnist
                  default_model.data_config, tmp_path)
 
 
-def test_w8_package_is_under_30_percent_of_fp32(fp32_package, tmp_path, default_model):
+def test_w8_package_is_under_30_percent_of_fp32(fp32_package, tmp_path, default_model, compress):
     import coremltools as ct
 
     path, spec = fp32_package

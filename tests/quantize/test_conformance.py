@@ -128,5 +128,7 @@ def test_focalnet_tiny_srf_qdq_passes(tmp_path):
     cal = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
     out = tmp_path / "srf_qdq.onnx"
     stats = qdq_onnx_for_tensorrt(fp32, cal, "focalnet", out, log=lambda s: None)
-    assert stats["int8_roles"] == {"downsample": 3, "f": 12, "fc1": 12, "fc2": 12, "h": 12, "proj": 12, "stem": 1}
+    weighted = {r: n for r, n in stats["int8_roles"].items() if r in ("stem", "downsample", "f", "h", "proj", "fc1", "fc2",
+                                                                    "focal", "head")}
+    assert weighted == {"downsample": 3, "f": 12, "fc1": 12, "fc2": 12, "h": 12, "proj": 12, "stem": 1}
     assert check_tensorrt_qdq(out) == []

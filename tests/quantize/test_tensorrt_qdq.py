@@ -8,7 +8,7 @@ import pytest
 
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
-from edgefocal.quantize.qdq_presets import PRESETS, focalnet_label, get_preset, split_by_preset
+from edgefocal.quantize.policy import PRESETS, WEIGHTED_ROLES, get_preset, plan_precision
 from edgefocal.quantize.tensorrt_qdq import qdq_onnx_for_tensorrt
 
 
@@ -31,9 +31,10 @@ def _quantized_inputs(model) -> dict[str, set[int]]:
 
 
 def _roles(model):
-    from edgefocal.quantize.qdq_presets import weighted_nodes
+    """node name → role of every weighted node."""
+    from edgefocal.naming import roles
 
-    return {n.name: n.role for n in weighted_nodes(model)}
+    return {name: role for name, (_, role) in roles(model).items() if role in WEIGHTED_ROLES}
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -55,9 +56,10 @@ def test_preset_placement(preset, tiny_onnx, fmnist_calibration, tmp_path):
 
 
 def test_focalnet_preset_keeps_depthwise_and_head_float(tiny_onnx):
-    int8, fp = split_by_preset(onnx.load(str(tiny_onnx)), "focalnet")
-    assert {n.role for n in int8} == {"stem", "downsample", "f", "h", "proj", "fc1", "fc2"}
-    assert {n.role for n in fp} == {"focal", "head"}
+    plan = plan_precision(onnx.load(str(tiny_onnx)), "focalnet")
+    weighted = lambda int8: {p.role for p in plan.parts if p.int8 == int8 and p.role in WEIGHTED_ROLES}  # noqa: E731
+    assert weighted(True) == {"stem", "downsample", "f", "h", "proj", "fc1", "fc2"}
+    assert weighted(False) == {"focal", "head"}
     assert get_preset("gemm-only").int8_roles.isdisjoint({"stem", "downsample", "focal"})
 
 
@@ -80,14 +82,6 @@ def test_bad_preset_and_empty_calibration(tiny_onnx, tmp_path):
         get_preset("focalnt")
     with pytest.raises(BadInput, match="calibration"):
         qdq_onnx_for_tensorrt(tiny_onnx, np.zeros((0, 1, 32, 32), np.float32), "focalnet", tmp_path / "q.onnx")
-
-
-def test_focalnet_labels():
-    assert focalnet_label("layers.2.blocks.1.modulation.h") == "stage 3 block 2 modulation h"
-    assert focalnet_label("layers.0.blocks.0.modulation.focal_layers.1.0") == "stage 1 block 1 focal level 1 (depthwise)"
-    assert focalnet_label("layers.3.downsample.proj") == "stage 4 downsample conv"
-    assert focalnet_label("layers.1.blocks.0.mlp.fc2") == "stage 2 block 1 mlp fc2"
-    assert focalnet_label("stem.proj") == "stem conv"
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""The round trip every target runs: build from a BuildContext, load in its runner, compare with torch
-FP32 (NNCF's cross-framework test templates). A target's test module plugs in with `build_and_compare`."""
+"""The round trip every target runs: quantize and package from a BuildContext (the pipeline's own
+`package` stage under the default precision plan), load in its runner, compare with torch FP32 (NNCF's
+cross-framework test templates). A target's test module plugs in with `build_and_compare`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,11 @@ import numpy as np
 import torch
 
 from edgefocal.export import onnx_from_torch
+from edgefocal.pipeline import package
+from edgefocal.quantize import plan_precision
 from edgefocal.recipe import Recipe, load_recipe
 from edgefocal.targets import get_target
-from edgefocal.targets.base import BuildContext
+from edgefocal.targets.base import Artifact, BuildContext
 from edgefocal.verify.evaluate import predict
 from edgefocal.verify.metrics import compare
 
@@ -29,7 +32,7 @@ def build_and_compare(target: str, precision: str, ctx: BuildContext, images: np
     with torch.inference_mode():
         reference = ctx.model(torch.from_numpy(images)).numpy()
     results = {}
-    artifacts = get_target(target).build(ctx, precision)
+    artifacts = build(target, precision, ctx)
     assert artifacts and artifacts[-1].precision == precision and artifacts[-1].requested
     for art in artifacts:
         assert art.path.exists(), art.path
@@ -38,3 +41,15 @@ def build_and_compare(target: str, precision: str, ctx: BuildContext, images: np
         with art.make_runner() as runner:
             results[art.label] = compare(predict(runner, images), reference, labels)
     return results
+
+
+def build(target: str, precision: str, ctx: BuildContext) -> list[Artifact]:
+    """The pipeline's package stage for one target, under the recipe's precision plan."""
+    import onnx
+
+    ctx.recipe = ctx.recipe.model_copy(update={"precision": precision})
+    plan = None
+    if precision == "int8":
+        plan = plan_precision(onnx.load(str(ctx.onnx_fp32)), ctx.recipe.quantize.preset,
+                              ctx.recipe.quantize.float_modules)
+    return package(get_target(target), ctx, plan)

@@ -13,12 +13,18 @@ from edgefocal.errors import BadInput  # noqa: E402
 from edgefocal.recipe import REPO_ROOT, CoreMLSpec, Recipe, load_recipe  # noqa: E402
 from edgefocal.targets.base import BuildContext  # noqa: E402
 from edgefocal.targets.coreml import CoreMLExecutorRunner, CoreMLRunner, CoreMLTarget, on_macos  # noqa: E402
+from roundtrip import build  # noqa: E402
 
 
 def _ctx(tmp_path: Path, model, data_config, class_names, calibration, **coreml) -> BuildContext:
+    """A context whose ONNX export exists: the precision plan of an int8 build is made from it."""
+    from edgefocal.export import onnx_from_torch
+
     recipe = Recipe.model_validate({"targets": ["coreml"], "coreml": coreml})
-    return BuildContext(recipe, model, data_config, class_names, calibration, tmp_path / "model.onnx", tmp_path,
-                        log=lambda m: None)
+    onnx_path = tmp_path / "model.onnx"
+    if data_config:
+        onnx_from_torch(model, tuple(data_config["input_size"]), onnx_path)
+    return BuildContext(recipe, model, data_config, class_names, calibration, onnx_path, tmp_path, log=lambda m: None)
 
 
 def _torch_logits(model, x):
@@ -31,7 +37,7 @@ def test_fp32_build_contract(tmp_path, tiny_focalnet):
 
     dc = resolve_model_data_config(tiny_focalnet)
     names = [f"class{i}" for i in range(10)]
-    arts = CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, dc, names, None, batch=[1, 8]), "fp32")
+    arts = build("coreml", "fp32", _ctx(tmp_path, tiny_focalnet, dc, names, None, batch=[1, 8]))
     assert len(arts) == 1 and arts[0].requested and arts[0].path.suffix == ".mlpackage"
     info = arts[0].info
     assert info["size_bytes"] > 0 and info["op_census"]["conv"] > 0 and info["input_type"] == "image"
@@ -50,7 +56,7 @@ def test_fp32_build_contract(tmp_path, tiny_focalnet):
 def test_w8a8_build_on_the_trained_default(tmp_path, default_model, fmnist_calibration, fmnist_eval):
     ctx = _ctx(tmp_path, default_model.model, default_model.data_config, default_model.class_names,
                fmnist_calibration, compression="w8a8")
-    fp32, int8 = CoreMLTarget().build(ctx, "int8")
+    fp32, int8 = build("coreml", "int8", ctx)
     assert not fp32.requested and int8.requested and int8.precision == "int8"
     assert int8.info["minimum_deployment_target"] == "iOS17"
     assert int8.info["activation_quantize_ops"] > 50
@@ -71,12 +77,12 @@ def test_w8a8_on_ios16_is_refused(tmp_path, tiny_focalnet):
     ctx = _ctx(tmp_path, tiny_focalnet, resolve_model_data_config(tiny_focalnet), [str(i) for i in range(10)],
                None, compression="w8a8", minimum_deployment_target="iOS16")
     with pytest.raises(BadInput, match="iOS17"):
-        CoreMLTarget().build(ctx, "int8")
+        build("coreml", "int8", ctx)
 
 
 def test_unknown_precision(tmp_path, tiny_focalnet):
     with pytest.raises(BadInput, match="does not support precision"):
-        CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, {}, [], None), "int4")
+        build("coreml", "int4", _ctx(tmp_path, tiny_focalnet, {}, [], None))
 
 
 def test_spec_defaults_and_checks():
@@ -89,16 +95,21 @@ def test_spec_defaults_and_checks():
         CoreMLSpec(compression="w4")
 
 
-@pytest.mark.parametrize("name,compression", [("coreml-w8a8", "w8a8"), ("coreml-w8-palettized", "palettize")])
-def test_recipes_load(name, compression):
+@pytest.mark.parametrize("name", ["coreml-w8a8", "coreml-w8-palettized"])
+def test_shipped_recipes_ask_for_what_core_ml_can_build(name):
+    """A shipped recipe's deployment target must allow its compression (W8A8 needs iOS17), else the build
+    would refuse it only after calibration."""
     recipe = load_recipe(REPO_ROOT / "recipes" / f"{name}.yaml")
-    assert recipe.targets == ["coreml"] and recipe.coreml.compression == compression
-    assert recipe.calibration.size == 300
+    target = recipe.coreml.deployment_target(recipe.precision)
+    assert not (recipe.coreml.compression == "w8a8" and target in ("iOS16", "macOS13")), (name, target)
+    assert recipe.precision in CoreMLTarget.precisions
 
 
-def test_availability():
+def test_availability_says_how_artifacts_are_verified_here():
     avail = CoreMLTarget().availability()
     assert avail.can_build and avail.can_run
+    assert ("prediction available" in avail.detail) == on_macos()
+    assert ("numpy ML-program executor" in avail.detail) == (not on_macos())
 
 
 @pytest.mark.macos
@@ -107,8 +118,8 @@ def test_core_ml_prediction_matches_the_executor(tmp_path, tiny_focalnet):
     from timm.data import resolve_model_data_config
 
     dc = resolve_model_data_config(tiny_focalnet)
-    (art,) = CoreMLTarget().build(_ctx(tmp_path, tiny_focalnet, dc, [str(i) for i in range(10)], None,
-                                       input_type="tensor"), "fp32")
+    (art,) = build("coreml", "fp32", _ctx(tmp_path, tiny_focalnet, dc, [str(i) for i in range(10)], None,
+                                          input_type="tensor"))
     x = np.random.default_rng(0).standard_normal((4, *dc["input_size"])).astype(np.float32)
     with CoreMLRunner(art.path, compute_units="CPU_ONLY") as coreml, CoreMLExecutorRunner(art.path) as ex:
         assert np.abs(coreml.infer(x) - ex.infer(x)).max() <= 1e-3

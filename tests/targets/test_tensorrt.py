@@ -16,7 +16,7 @@ from edgefocal.errors import BadInput, MissingDependency
 from edgefocal.export import onnx_from_torch
 from edgefocal.recipe import Recipe
 from edgefocal.targets.base import BuildContext
-from edgefocal.targets.tensorrt import TensorRTTarget, add_engine_parser, engine_command, run_engine
+from edgefocal.targets.tensorrt import engine_command
 from edgefocal.targets.tensorrt import engine as engine_mod
 from edgefocal.targets.tensorrt.engine import EngineSpec, engine_from_onnx, trtexec_args
 from edgefocal.targets.tensorrt.sidecar import check_engine_device, read_sidecar, write_sidecar
@@ -153,8 +153,10 @@ def test_build_without_tensorrt_skips_engine_with_command(tiny_onnx, fmnist_cali
     monkeypatch.setattr(engine_mod, "import_tensorrt", lambda: None)
     monkeypatch.setattr("edgefocal.targets.tensorrt.import_tensorrt", lambda: None)
     monkeypatch.setattr("edgefocal.targets.tensorrt.find_trtexec", lambda explicit=None: None)
+    from roundtrip import build
+
     ctx = _ctx(tmp_path, tiny_onnx, fmnist_calibration[:32], require_engine=True, dla_core=0)
-    proxy, engine = TensorRTTarget().build(ctx, "int8")
+    proxy, engine = build("tensorrt", "int8", ctx)
     assert proxy.info["proxy_for"] == "TensorRT engine" and proxy.info["conformance"] == "pass"
     assert engine.make_runner is None and "not installed" in engine.skipped and engine.info["required"] is True
     cmd = engine.info["engine_command"]
@@ -163,28 +165,12 @@ def test_build_without_tensorrt_skips_engine_with_command(tiny_onnx, fmnist_cali
         logits = runner.infer(fmnist_calibration[:4])
     assert logits.shape == (4, 10) and "proxy" in runner.device
     # the printed command parses with the engine subcommand
-    import argparse
     import shlex
 
-    sub = argparse.ArgumentParser().add_subparsers()
-    add_engine_parser(sub)
-    args = sub.choices["engine"].parse_args(shlex.split(cmd)[4:])
-    assert args.batch == (1, 8, 32) and args.dla_core == 0
+    from edgefocal.cli import _build_parser
 
-
-def test_engine_subcommand_without_tensorrt(tiny_onnx, monkeypatch):
-    import argparse
-
-    monkeypatch.setattr(engine_mod, "import_tensorrt", lambda: None)
-    monkeypatch.setattr(engine_mod, "find_trtexec", lambda explicit=None: None)
-    sub = argparse.ArgumentParser().add_subparsers()
-    add_engine_parser(sub)
-    args = sub.choices["engine"].parse_args(["--onnx", str(tiny_onnx), "--precision", "fp16"])
-    with pytest.raises(MissingDependency, match="TensorRT is not installed"):
-        run_engine(args, log=lambda s: None)
-    args = sub.choices["engine"].parse_args(["--onnx", str(tiny_onnx), "--precision", "int8"])
-    with pytest.raises(BadInput, match="no QuantizeLinear"):  # an FP32 graph is refused for int8
-        run_engine(args, log=lambda s: None)
+    args = _build_parser().parse_args(shlex.split(cmd)[3:])
+    assert args.command == "engine" and args.batch == (1, 8, 32) and args.dla_core == 0
 
 
 def test_engine_command_is_exact():

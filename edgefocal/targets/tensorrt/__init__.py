@@ -5,12 +5,12 @@ verified through ONNX Runtime (labelled a proxy for the engine); the engine is s
 the exact `python -m edgefocal engine ...` command that builds it on the device is printed and stored."""
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 from pathlib import Path
 
 from edgefocal.errors import BadInput
+from edgefocal.quantize import Quantized
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Target
 from edgefocal.targets.tensorrt.engine import (
     EngineSpec,
@@ -21,8 +21,7 @@ from edgefocal.targets.tensorrt.engine import (
 from edgefocal.targets.tensorrt.runner import QDQProxyRunner, TensorRTRunner
 from edgefocal.targets.tensorrt.sidecar import device_facts, write_sidecar
 
-__all__ = ["TensorRTTarget", "TensorRTRunner", "QDQProxyRunner", "EngineSpec", "engine_command",
-           "add_engine_parser", "run_engine"]
+__all__ = ["TensorRTTarget", "TensorRTRunner", "QDQProxyRunner", "EngineSpec", "engine_command", "engine_for_onnx"]
 
 
 def engine_command(onnx: Path, engine: Path, spec: EngineSpec, trtexec: Path | None = None) -> str:
@@ -89,109 +88,88 @@ class TensorRTTarget(Target):
         return Availability(True, can_run, detail,
                             "" if can_run else "run on a Jetson (JetPack 6) or a GPU machine with TensorRT 10/11")
 
-    def build(self, ctx: BuildContext, precision: str) -> list[Artifact]:
+    def quantizer_input(self, ctx: BuildContext) -> Path:
+        return ctx.onnx_fp32
+
+    def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         self.check_precision(precision)
-        rspec = ctx.recipe.tensorrt
         out = ctx.workdir / "tensorrt"
         out.mkdir(parents=True, exist_ok=True)
-        threads = ctx.num_threads
-        info: dict = {"preset": None}
-        if precision == "int8":
-            from edgefocal.quantize.tensorrt_qdq import qdq_onnx_for_tensorrt
+        if precision == "int8" and quantized is not None:
+            import onnx
 
-            onnx = out / "model_int8_qdq.onnx"
-            ctx.log(f"quantizing for TensorRT (NNCF, explicit Q/DQ, preset '{rspec.preset}')")
-            stats = qdq_onnx_for_tensorrt(ctx.onnx_fp32, ctx.calibration, rspec.preset, onnx, ctx.log)
-            info = {"preset": stats["preset"], "int8_roles": stats["int8_roles"], "float_roles": stats["float_roles"],
-                    "fusion_qdq": stats["fusion_qdq"], "qdq_nodes": stats["qdq_nodes"],
-                    "conformance": "pass", "conformance_warnings": stats["conformance_warnings"]}
-            variant = "Q/DQ ONNX via ONNX Runtime"
+            onnx_path = out / "model_int8_qdq.onnx"
+            onnx.save(quantized.model, str(onnx_path))
+            info, variant = dict(quantized.info), "Q/DQ ONNX via ONNX Runtime"
         else:
-            onnx = out / "model_fp32.onnx"
-            shutil.copyfile(ctx.onnx_fp32, onnx)
+            onnx_path = out / "model_fp32.onnx"
+            shutil.copyfile(ctx.onnx_fp32, onnx_path)
+            info = {}
             variant = "FP32 ONNX via ONNX Runtime" + (" (FP16 numerics not simulated)" if precision == "fp16" else "")
-
-        sparse = rspec.sparse_weights if rspec.sparse_weights is not None else bool(ctx.facts.get("sparsity_2of4"))
-        spec = EngineSpec(precision=precision, input_shape=tuple(ctx.data_config["input_size"]),
-                          min_batch=rspec.min_batch, opt_batch=rspec.opt_batch, max_batch=rspec.max_batch,
-                          workspace_mib=rspec.workspace_mib, timing_cache=rspec.timing_cache,
-                          dla_core=rspec.dla_core, sparse_weights=sparse)
+        spec = _engine_spec(ctx, precision)
         engine = out / f"model_{precision}.engine"
         final = Path(ctx.recipe.output) / "tensorrt"
-        command = engine_command(final / onnx.name, final / engine.name, spec, rspec.trtexec)
+        command = engine_command(final / onnx_path.name, final / engine.name, spec, ctx.recipe.tensorrt.trtexec)
         (out / "build_engine.sh").write_text(f"#!/bin/sh\n# builds the TensorRT engine on the device\n{command}\n")
         info["engine_command"] = command
-
-        proxy = Artifact("tensorrt", precision, onnx, lambda: QDQProxyRunner(onnx, threads),
+        threads = ctx.num_threads
+        proxy = Artifact("tensorrt", precision, onnx_path, lambda: QDQProxyRunner(onnx_path, threads),
                          info={**info, "variant": variant, "proxy_for": "TensorRT engine"})
+        return [proxy, self._engine_artifact(ctx, onnx_path, engine, spec, command, info, proxy)]
+
+    def _engine_artifact(self, ctx: BuildContext, onnx_path: Path, engine: Path, spec: EngineSpec, command: str,
+                         info: dict, proxy: Artifact) -> Artifact:
+        """The engine where TensorRT is here; else a skipped artifact saying why and how to build it."""
+        required = ctx.recipe.tensorrt.require_engine
         can_build, can_run, detail = _engine_available()
         if not can_build:
             ctx.log(f"TensorRT engine skipped: {detail}")
             ctx.log(f"build it on the device with: {command}")
-            skipped = Artifact("tensorrt", precision, engine, None,
-                               info={**info, "variant": "engine", "required": rspec.require_engine},
-                               skipped=detail)
-            return [proxy, skipped]
-        facts = build_and_describe(onnx, engine, spec, rspec.trtexec, command, ctx.log)
+            return Artifact("tensorrt", spec.precision, engine, None,
+                            info={**info, "variant": "engine", "required": required}, skipped=detail)
+        facts = build_and_describe(onnx_path, engine, spec, ctx.recipe.tensorrt.trtexec, command, ctx.log)
         engine_info = {**info, "variant": "engine", **{k: facts[k] for k in
                        ("tensorrt_version", "builder", "strongly_typed", "flags", "residency", "layers")}}
         if not can_run:
-            return [proxy, Artifact("tensorrt", precision, engine, None, info={**engine_info,
-                                    "required": rspec.require_engine}, skipped=detail)]
+            return Artifact("tensorrt", spec.precision, engine, None, info={**engine_info, "required": required},
+                            skipped=detail)
         proxy.requested = False  # the engine itself is verified; the proxy stays in the report for comparison
-        return [proxy, Artifact("tensorrt", precision, engine, lambda: TensorRTRunner(engine), info=engine_info)]
+        return Artifact("tensorrt", spec.precision, engine, lambda: TensorRTRunner(engine), info=engine_info)
 
 
-def _batches(text: str) -> tuple[int, int, int]:
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX with 1 ≤ MIN ≤ OPT ≤ MAX, got '{text}'")
-    return parts[0], parts[1], parts[2]
+def _engine_spec(ctx: BuildContext, precision: str) -> EngineSpec:
+    rspec = ctx.recipe.tensorrt
+    sparse = rspec.sparse_weights if rspec.sparse_weights is not None else ctx.sparsity_2of4
+    return EngineSpec(precision=precision, input_shape=tuple(ctx.data_config["input_size"]),
+                      min_batch=rspec.min_batch, opt_batch=rspec.opt_batch, max_batch=rspec.max_batch,
+                      workspace_mib=rspec.workspace_mib, timing_cache=rspec.timing_cache,
+                      dla_core=rspec.dla_core, sparse_weights=sparse)
 
 
-def add_engine_parser(subparsers) -> argparse.ArgumentParser:
-    """`python -m edgefocal engine`: build a TensorRT engine (and its sidecar) from an ONNX on the device."""
-    p = subparsers.add_parser("engine", help="build a TensorRT engine from an ONNX (run on the Jetson/GPU)",
-                              description=add_engine_parser.__doc__)
-    p.add_argument("--onnx", type=Path, required=True, help="ONNX to build (the Q/DQ ONNX for int8)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
-    p.add_argument("--output", type=Path, help="engine path (default: ONNX path with .engine)")
-    p.add_argument("--batch", type=_batches, default=(1, 8, 32), help="MIN,OPT,MAX batch of the profile (1,8,32)")
-    p.add_argument("--input-name", default="input")
-    p.add_argument("--workspace-mib", type=int, default=2048)
-    p.add_argument("--timing-cache", type=Path, help="timing cache file, created or reused")
-    p.add_argument("--dla-core", type=int, help="DLA core (Jetson AGX Orin: 0 or 1), GPU fallback on")
-    p.add_argument("--sparse-weights", action="store_true", help="allow 2:4 sparse kernels (pruned models)")
-    p.add_argument("--trtexec", type=Path, help="trtexec binary to use when the Python bindings are missing")
-    return p
-
-
-def run_engine(args, log=print) -> int:
-    """Checks the ONNX (Q/DQ rules for int8), builds the engine and sidecar, prints residency."""
+def engine_for_onnx(onnx: Path, precision: str, output: Path | None, batch: tuple[int, int, int],
+                    input_name: str = "input", workspace_mib: int = 2048, timing_cache: Path | None = None,
+                    dla_core: int | None = None, sparse_weights: bool = False, trtexec: Path | None = None,
+                    log=print) -> dict:
+    """`edgefocal engine`: check the ONNX (TensorRT's Q/DQ rules for int8), build the engine and its sidecar."""
     import onnx as onnx_lib
 
-    if not args.onnx.is_file():
-        raise BadInput(f"ONNX {args.onnx} does not exist", hint="pass the ONNX written by `edgefocal build`")
-    if args.precision == "int8":
+    if not onnx.is_file():
+        raise BadInput(f"ONNX {onnx} does not exist", hint="pass the ONNX written by `edgefocal build`")
+    if precision == "int8":
         from edgefocal.quantize.conformance import assert_tensorrt_qdq
 
-        for w in assert_tensorrt_qdq(args.onnx):
+        for w in assert_tensorrt_qdq(onnx):
             log(str(w))
-    model = onnx_lib.load(str(args.onnx), load_external_data=False)
+    model = onnx_lib.load(str(onnx), load_external_data=False)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:]
     if len(dims) != 3 or not all(dims):
-        raise BadInput(f"{args.onnx}: input shape {dims} is not C,H,W with a dynamic batch",
+        raise BadInput(f"{onnx}: input shape {dims} is not C,H,W with a dynamic batch",
                        hint="export with edgefocal (dynamic batch, fixed image size)")
-    engine = args.output or args.onnx.with_suffix(".engine")
-    mn, opt, mx = args.batch
-    spec = EngineSpec(args.precision, tuple(dims), args.input_name, mn, opt, mx, args.workspace_mib,
-                      args.timing_cache, args.dla_core, args.sparse_weights)
-    command = engine_command(args.onnx, engine, spec, args.trtexec)
-    facts = build_and_describe(args.onnx, engine, spec, args.trtexec, command, log)
+    engine = output or onnx.with_suffix(".engine")
+    spec = EngineSpec(precision, (dims[0], dims[1], dims[2]), input_name, *batch, workspace_mib, timing_cache,
+                      dla_core, sparse_weights)
+    facts = build_and_describe(onnx, engine, spec, trtexec, engine_command(onnx, engine, spec, trtexec), log)
     log(f"wrote {engine} (TensorRT {facts['tensorrt_version']}, {facts['builder']}, "
         f"{'strongly typed' if facts['strongly_typed'] else 'flags ' + ','.join(facts['flags'])}); "
         f"layers {facts['residency']}")
-    return 0
+    return facts

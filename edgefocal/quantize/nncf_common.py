@@ -1,0 +1,61 @@
+"""What the NNCF-based backends share: datasets, the plan as an ignored scope, quiet logs, and the agreement
+metric for NNCF's accuracy control."""
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from typing import Callable, Iterable
+
+import numpy as np
+
+from edgefocal._deps import require
+from edgefocal.quantize.policy import PrecisionPlan
+
+
+def dataset(images: np.ndarray, transform: Callable = lambda x: x):
+    """One image per item, the way NNCF's calibration and accuracy-control rankers index them."""
+    nncf = require("nncf", "quantize")
+    return nncf.Dataset([images[i: i + 1] for i in range(len(images))], transform)
+
+
+def ignored_scope(plan: PrecisionPlan):
+    """The plan's float nodes as NNCF patterns: an OpenVINO op keeps its ONNX node's name, with suffixes
+    such as `/WithoutBiases` where OpenVINO splits a node."""
+    nncf = require("nncf", "quantize")
+    names = plan.nodes(int8=False)
+    if not names:
+        return None
+    return nncf.IgnoredScope(patterns=[f"{re.escape(n)}(/|$)" for n in names], validate=False)
+
+
+@contextmanager
+def quiet_nncf():
+    """NNCF logs one INFO line per ignored node and per statistic; keep warnings only."""
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        nncf_logger.setLevel(level)
+
+
+def agreement_metric(predict: Callable[[object, np.ndarray], np.ndarray]):
+    """validation_fn for NNCF accuracy control: top-1 agreement with the FP32 logits, one value per item."""
+
+    def validate(model, items: Iterable) -> tuple[float, list[float]]:
+        per_item = []
+        for images, reference in items:
+            per_item.extend((predict(model, images).argmax(1) == reference.argmax(1)).astype(float).tolist())
+        return float(np.mean(per_item)), per_item
+
+    return validate
+
+
+def validation_dataset(validation: tuple[np.ndarray, np.ndarray]):
+    """(image, FP32 logits) items, one image each: NNCF's ranker picks items by index."""
+    nncf = require("nncf", "quantize")
+    images, reference = validation
+    return nncf.Dataset([(images[i: i + 1], reference[i: i + 1]) for i in range(len(images))])
