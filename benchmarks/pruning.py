@@ -1,8 +1,8 @@
 """Pruning benchmark (one run): accuracy of channel/2:4 pruning on the embedded default, and OpenVINO INT8
 latency of a 30 %-MAC-pruned focalnet_tiny_srf against the unpruned one, timed side by side.
 
-    python benchmarks/pruning.py            # writes benchmarks/pruning.md
-    python benchmarks/pruning.py --quick    # fewer ratios/iterations, for a smoke test
+    python benchmarks/pruning.py            # writes benchmarks/pruning.md (the whole file, one run)
+    python benchmarks/pruning.py --quick --out /tmp/p.md   # fewer ratios/iterations, for a smoke test
 
 Ratios are fractions of the whole model's conv/linear MACs at its input size (edgefocal.prune.macs).
 focalnet_tiny_srf has random weights (no hub here): only its latency is meaningful; it is pruned with 16
@@ -11,8 +11,6 @@ Fashion-MNIST train images resized to 224² RGB by its own timm data config, and
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import header, write
 
 from edgefocal.data import balanced_subset, fashion_mnist, preprocess
 from edgefocal.export import onnx_from_torch
@@ -31,15 +30,6 @@ OUT = Path(__file__).with_suffix(".md")
 SILENT = lambda *_: None  # noqa: E731
 
 
-def machine() -> str:
-    name = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout
-    name = name.split(":", 1)[-1].strip() or "unknown CPU"
-    import openvino as ov
-
-    return (f"{name}, {os.cpu_count()} cores visible; torch {torch.__version__}, OpenVINO {ov.__version__}; "
-            f"load average at start {os.getloadavg()[0]:.1f}")
-
-
 def top1_torch(model, images, labels, batch=500) -> float:
     hits = 0
     with torch.inference_mode():
@@ -49,18 +39,21 @@ def top1_torch(model, images, labels, batch=500) -> float:
 
 
 def ov_int8(model, input_size, calibration, workdir: Path, tag: str):
-    """ONNX (dynamo) → ov.convert_model → nncf.quantize (edgefocal's OpenVINO recipe)."""
+    """ONNX (dynamo) → ov.convert_model → edgefocal's OpenVINO INT8 under the default precision plan."""
+    import onnx
     import openvino as ov
 
-    from edgefocal.quantize.nncf_ptq import quantize_openvino
+    from edgefocal.quantize import openvino as ov_quantize
+    from edgefocal.quantize import plan_precision
 
     onnx_path = onnx_from_torch(model, input_size, workdir / f"{tag}.onnx")
-    return quantize_openvino(ov.convert_model(str(onnx_path)), calibration, QuantizeSpec())
+    plan = plan_precision(onnx.load(str(onnx_path)))
+    return ov_quantize.quantize(ov.convert_model(str(onnx_path)), plan, calibration, QuantizeSpec())
 
 
 def compile_ov(ov_model, batch: int | None = None):
-    """Dynamic batch (as exported) or, with `batch`, reshaped to a static shape first: on this CPU the
-    static INT8 tiny_srf ran 30.0 ms vs 39.8 ms dynamic at batch 1, and the pruned/unpruned ratio moved too."""
+    """Dynamic batch (as exported) or, with `batch`, reshaped to a static shape first (the CPU plugin picks
+    faster kernels for a static batch)."""
     import openvino as ov
 
     if batch is not None:
@@ -238,32 +231,18 @@ def srf_part(quick: bool, workdir: Path, lines: list[str]):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["default", "srf"])
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    lines = ["# Pruning benchmark", "", f"Machine: {machine()}.", "",
-             "Ratios count the whole model's conv/linear MACs. `--only srf|default` reruns one part and keeps the "
-             "other from the previous run (each part says when and how it ran). The CPU is shared with other jobs: "
-             "the load average is given per part.", ""]
-    parts = {}
+    lines = header("Pruning benchmark") + [
+        "Ratios count the whole model's conv/linear MACs (torch's FlopCounterMode). The CPU is shared with "
+        "other jobs: latency ratios are taken side by side, interleaved, in this run.", ""]
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (("srf", srf_part), ("default", default_part)):
-            if args.only in (None, name):
-                t0 = time.perf_counter()
-                part = [f"<!-- part:{name} -->", f"_Run {time.strftime('%Y-%m-%d %H:%M')}, `python benchmarks/pruning.py"
-                        f"{' --quick' if args.quick else ''}{' --only ' + name if args.only else ''}`, load average "
-                        f"{os.getloadavg()[0]:.1f} at start._", ""]
-                fn(args.quick, Path(tmp), part)
-                part += [f"Part run time {time.perf_counter() - t0:.0f} s.", f"<!-- /part:{name} -->", ""]
-                parts[name] = "\n".join(part)
-    old = args.out.read_text() if args.only and args.out.exists() else ""
-    for name in ("srf", "default"):  # with --only, the other part is kept from the previous run
-        if name not in parts and f"<!-- part:{name} -->" in old:
-            parts[name] = old[old.index(f"<!-- part:{name} -->"):old.index(f"<!-- /part:{name} -->") + len(f"<!-- /part:{name} -->")] + "\n"
-    text = "\n".join(lines) + "\n" + "\n".join(parts[n] for n in ("srf", "default") if n in parts)
-    print(text)
-    args.out.write_text(text)
+        srf_part(args.quick, Path(tmp), lines)
+        default_part(args.quick, Path(tmp), lines)
+    lines.append(f"Run time {time.perf_counter() - started:.0f} s.")
+    write(args.out, lines)
     return 0
 
 

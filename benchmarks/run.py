@@ -1,19 +1,19 @@
 """Latency and speedup vs torch FP32 eager, measured side by side in one run, for both CPU targets on
 focalnet_tiny_srf (224², random weights: latency only) and the embedded default (accuracy too).
 
-    python benchmarks/run.py [--write benchmarks/README.md]
+    python benchmarks/run.py [--write benchmarks/README.md]   # --write: the whole file, from this run
 
 Each model is one `edgefocal build` through OpenVINO and ONNX Runtime; within a build every runner
 (torch reference included) is timed interleaved, round by round, so the ratios survive a noisy machine."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
 from pathlib import Path
 
-from edgefocal.manifest import machine, package_versions
+from common import header, write
+
 from edgefocal.pipeline import build
 from edgefocal.recipe import load_recipe
 
@@ -55,19 +55,13 @@ def main() -> int:
         sections.append("\n".join(lines) + "\n")
         print(sections[-1] + "\n", flush=True)
     if args.write:
-        m = machine()
-        pk = package_versions()
-        header = [
-            "# Benchmarks", "",
-            f"Measured {dt.date.today()} with `python benchmarks/run.py --write benchmarks/README.md` on "
-            f"{m['cpu']} ({m['cpu_count']} cores), {m['system']} {m['machine']}, GPU: {m['gpu'] or 'none'}; "
-            + ", ".join(f"{k} {v}" for k, v in pk.items() if k != "edgefocal") + ".",
-            "",
-            "Latency is per batch (ms), after warm-up, pooled over interleaved rounds; speedup is torch FP32 "
-            "eager p50 / artifact p50 from the same run. The machine is shared, so absolute figures move "
-            "between runs; the ratios are the figures to compare.", "",
-        ]
-        args.write.write_text("\n".join(header + sections) + "\n")
+        intro = ["Latency is per batch (ms), after warm-up, pooled over interleaved rounds; speedup is torch FP32 "
+                 "eager p50 / artifact p50 from the same run. The machine is shared, so absolute figures move "
+                 "between runs; the ratios are the figures to compare.", ""]
+        outro = ["focalnet_tiny_srf has random weights here (no pretrained weights can be had in this workplace), so "
+                 "its top-1 and agreement are not accuracy figures; only its latency is. Pruning figures are in "
+                 "[pruning.md](pruning.md), from `python benchmarks/pruning.py`."]
+        write(args.write, header("Benchmarks") + intro + sections + outro)
     return 0
 
 

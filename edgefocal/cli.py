@@ -37,9 +37,9 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-agreement", type=float, help="gate: minimum top-1 agreement with the FP32 reference")
     b.add_argument("--min-speedup", type=float, help="gate: minimum speedup vs the reference at the smallest batch")
     b.add_argument("--batch-sizes", help="comma-separated benchmark batch sizes, e.g. 1,8")
-    b.add_argument("--quant-preset", choices=("focalnet", "nncf-default"),
-                   help="OpenVINO/ORT INT8 placement (focalnet: dense convs INT8, depthwise and products float)")
-    b.add_argument("--qdq-preset", choices=("focalnet", "all", "gemm-only"), help="tensorrt: Q/DQ placement preset")
+    b.add_argument("--quant-preset", choices=("focalnet", "all", "gemm-only"),
+                   help="INT8 precision policy for every target (focalnet: dense convs INT8; depthwise convs, "
+                        "gate products, global context and head float)")
     b.add_argument("--coreml-compression", choices=("w8", "w8a8", "palettize", "sparse"),
                    help="coreml: what --precision int8 builds")
     b.add_argument("--require-engine", action="store_true", help="tensorrt: fail when no engine can be built here")
@@ -47,13 +47,42 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bars or table")
 
     sub.add_parser("doctor", help="which targets this machine can build and run")
-    try:
-        from edgefocal.targets.tensorrt import add_engine_parser
-    except ImportError:
-        add_engine_parser = None
-    if add_engine_parser is not None:
-        add_engine_parser(sub)
+    _add_engine_parser(sub)
     return p
+
+
+def _batches(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX with 1 ≤ MIN ≤ OPT ≤ MAX, got '{text}'")
+    return parts[0], parts[1], parts[2]
+
+
+def _add_engine_parser(sub) -> None:
+    """`edgefocal engine`: build a TensorRT engine (and its sidecar) from an ONNX, on the device."""
+    p = sub.add_parser("engine", help="build a TensorRT engine from an ONNX (run on the Jetson/GPU)",
+                       description=_add_engine_parser.__doc__)
+    p.add_argument("--onnx", type=Path, required=True, help="ONNX to build (the Q/DQ ONNX for int8)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
+    p.add_argument("--output", type=Path, help="engine path (default: ONNX path with .engine)")
+    p.add_argument("--batch", type=_batches, default=(1, 8, 32), help="MIN,OPT,MAX batch of the profile (1,8,32)")
+    p.add_argument("--input-name", default="input")
+    p.add_argument("--workspace-mib", type=int, default=2048)
+    p.add_argument("--timing-cache", type=Path, help="timing cache file, created or reused")
+    p.add_argument("--dla-core", type=int, help="DLA core (Jetson AGX Orin: 0 or 1), GPU fallback on")
+    p.add_argument("--sparse-weights", action="store_true", help="allow 2:4 sparse kernels (pruned models)")
+    p.add_argument("--trtexec", type=Path, help="trtexec binary to use when the Python bindings are missing")
+
+
+def _run_engine(args: argparse.Namespace) -> int:
+    from edgefocal.targets.tensorrt import engine_for_onnx
+
+    engine_for_onnx(args.onnx, args.precision, args.output, args.batch, args.input_name, args.workspace_mib,
+                    args.timing_cache, args.dla_core, args.sparse_weights, args.trtexec)
+    return 0
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -64,7 +93,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
               "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
               "max_agreement_drop": "quantize.max_agreement_drop", "max_top1_drop": "gates.max_top1_drop",
               "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output",
-              "quant_preset": "quantize.preset", "qdq_preset": "tensorrt.preset",
+              "quant_preset": "quantize.preset",
               "coreml_compression": "coreml.compression"}
     for attr, key in simple.items():
         value = getattr(args, attr)
@@ -99,9 +128,7 @@ def _run_build(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from edgefocal.pipeline import build, raise_on_failed_gates
-    from edgefocal.recipe import load_recipe
-
-    from edgefocal.recipe import REPO_ROOT
+    from edgefocal.recipe import REPO_ROOT, load_recipe
 
     default = REPO_ROOT / "recipes" / "default.yaml"  # in a source checkout; else the built-in defaults
     recipe = load_recipe(args.recipe or (default if default.is_file() else None), overrides_from_args(args))
@@ -127,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return render(Console())
         if args.command == "engine":
-            from edgefocal.targets.tensorrt import run_engine
-
-            return run_engine(args)
+            return _run_engine(args)
         return _run_build(args)
     except EdgefocalError as e:
         if args.debug:

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from edgefocal.errors import BadInput
+from edgefocal.progress import Progress
 
 FASHION_MNIST_DIR = Path(os.environ.get("EDGEFOCAL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
@@ -197,3 +198,61 @@ def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progres
         if progress is not None:
             progress(1)
     return out
+
+
+@dataclass
+class ImageSet:
+    """Preprocessed float32 NCHW images with labels, and the identity of what was chosen."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class BuildData:
+    """The calibration and eval sets of one build; `source` and `used` let held-out images be drawn later."""
+
+    calibration: ImageSet
+    eval: ImageSet
+    source: Dataset  # the calibration dataset
+    used: np.ndarray  # its indices taken for calibration
+
+
+def _image_set(spec, data_config: dict, what: str, size: int | None,
+               progress: Progress) -> tuple[ImageSet, Dataset, np.ndarray]:
+    ds = open_dataset(spec.source, spec.split, spec.path)
+    if len(ds) == 0:
+        raise BadInput(f"the {what} set ({ds.name}) is empty", hint=f"point {what} at labelled images")
+    idx = balanced_subset(ds.labels, size, spec.seed) if size else np.arange(len(ds))
+    with progress.task(f"preprocess {what} ({ds.name})", len(idx)) as advance:
+        images = preprocess(ds, idx, data_config, advance)
+    return ImageSet(ds.name, images, ds.labels[idx], fingerprint(ds, idx)), ds, idx
+
+
+def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | None = None) -> BuildData:
+    """The recipe's calibration subset and eval set, preprocessed with the model's data config."""
+    progress = progress or Progress()
+    calibration, source, used = _image_set(recipe.calibration, data_config, "calibration", recipe.calibration.size,
+                                           progress)
+    evaluation, _, _ = _image_set(recipe.eval, data_config, "eval", recipe.eval.size, progress)
+    if len(evaluation) and evaluation.labels.max() >= num_classes:
+        raise BadInput(f"eval labels go up to {evaluation.labels.max()} but the model has {num_classes} classes",
+                       hint="pass --num-classes / a checkpoint trained on this dataset")
+    return BuildData(calibration, evaluation, source, used)
+
+
+def held_out(data: BuildData, size: int, seed: int, data_config: dict) -> ImageSet:
+    """Up to `size` class-balanced images of the calibration source that calibration did not use (and, the
+    source being the train split by default, that the eval set does not hold)."""
+    spare = np.setdiff1d(np.arange(len(data.source)), data.used)
+    if len(spare) == 0:
+        raise BadInput(f"the calibration set ({data.source.name}) has no images left over for validation",
+                       hint="use a calibration source larger than calibration.size")
+    pick = spare[balanced_subset(data.source.labels[spare], min(size, len(spare)), seed)]
+    images = preprocess(data.source, pick, data_config)
+    return ImageSet(f"{data.source.name} (held out)", images, data.source.labels[pick], fingerprint(data.source, pick))

@@ -49,6 +49,33 @@ def machine() -> dict:
     return info
 
 
+def artifacts(rows: list[dict], workdir: Path, onnx_fp32: Path) -> list[dict]:
+    """Every file the build wrote for a row, and the exported ONNX, with sha256."""
+    from edgefocal.outputs import artifact_sha256
+
+    out = [{"path": r["path"], "target": r["target"], "precision": r["precision"],
+            "sha256": artifact_sha256(workdir / r["path"])}
+           for r in rows if "path" in r and (workdir / r["path"]).exists()]
+    out.append({"path": onnx_fp32.name, "target": "onnx", "precision": "fp32", "sha256": artifact_sha256(onnx_fp32)})
+    return out
+
+
+def assemble(*, loaded, recipe, report: dict, workdir: Path, onnx_fp32: Path) -> dict:
+    """manifest.json of one build."""
+    model = {"name": loaded.name, "arch": loaded.arch, "checkpoint": report["model"]["checkpoint"],
+             "checkpoint_sha256": loaded.checkpoint_sha256, "data_config": loaded.data_config}
+    return manifest(model=model, recipe=recipe.model_dump(mode="json"), calibration=report["calibration"],
+                    artifacts=artifacts(report["rows"], workdir, onnx_fp32))
+
+
+def write(man: dict, out: Path) -> None:
+    import json
+
+    from edgefocal.report import jsonable
+
+    (out / "manifest.json").write_text(json.dumps(jsonable(man), indent=2) + "\n")
+
+
 def manifest(*, model: dict, recipe: dict, calibration: dict, artifacts: list[dict], extra: dict | None = None) -> dict:
     return {
         "schema": 1,

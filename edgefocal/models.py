@@ -197,3 +197,8 @@ def _load_default(checkpoint: Path | None, trust: bool) -> LoadedModel:
         checkpoint_sha256=sha256_file(path),
         arch=config["arch"],
     )
+
+
+def load(spec) -> LoadedModel:
+    """The load stage: the recipe's `model:` section (recipe.ModelSpec) as a FocalNet in eval mode."""
+    return load_model(spec.name, spec.checkpoint, spec.num_classes, spec.trust_checkpoint)

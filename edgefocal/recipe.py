@@ -39,17 +39,27 @@ class CalibrationSpec(DataSpec):
 
 
 class QuantizeSpec(Strict):
-    """NNCF post-training quantization; `max_agreement_drop` turns on NNCF's accuracy control, which
-    reverts the most sensitive layers to float until agreement with FP32 is within the bound."""
+    """INT8 post-training quantization for every target, under one precision policy (quantize/policy.py).
+    `max_agreement_drop` turns on NNCF's accuracy control (OpenVINO, ONNX Runtime), which reverts the most
+    sensitive layers to float until agreement with FP32 on held-out images is within the bound."""
 
-    # focalnet: INT8 on the dense convs (stem, downsample, f, h, proj, fc1, fc2, head); depthwise focal
-    # convs and the gate products stay float (they flip answers and gain little); NNCF's transformer
-    # model type keeps LayerNorm/GELU internals unquantized. nncf-default: NNCF's CNN defaults.
-    preset: Literal["focalnet", "nncf-default"] = "focalnet"
+    preset: Literal["focalnet", "all", "gemm-only"] = "focalnet"  # which FocalNet roles run INT8 (policy.py)
+    float_modules: list[str] = []  # regexes over torch module paths kept float, e.g. "layers\\.3\\..*fc2$"
     fast_bias_correction: bool = True
     max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)
-    validation_size: int = Field(default=1000, ge=10)  # held-out train items for accuracy control
-    ignored_patterns: list[str] = []  # regexes over node names kept in float
+    validation_size: int = Field(default=1000, ge=10)  # held-out calibration-source images for accuracy control
+
+    @field_validator("float_modules")
+    @classmethod
+    def _regexes(cls, v):
+        import re
+
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"'{pattern}' is not a regular expression ({e})") from None
+        return v
 
 
 class PruneSpec(Strict):
@@ -97,7 +107,6 @@ class PruneSpec(Strict):
 
 
 class TensorRTSpec(Strict):
-    preset: Literal["focalnet", "all", "gemm-only"] = "focalnet"
     require_engine: bool = False
     workspace_mib: int = Field(default=2048, ge=64)
     min_batch: int = Field(default=1, ge=1)

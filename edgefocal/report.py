@@ -2,9 +2,32 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from edgefocal.gate import GateResult
+
+
+def assemble(*, loaded, recipe, data, exported, prune_stats: dict | None, plan, rows: list[dict],
+             reference_device: str, started: float) -> dict:
+    """The report of one build (report.json): what was built from what, and every row's figures."""
+    import torch
+
+    return {
+        "model": {"name": loaded.name, "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
+                  "checkpoint_sha256": loaded.checkpoint_sha256, "num_classes": loaded.model.num_classes,
+                  "input_size": list(loaded.data_config["input_size"])},
+        "reference": {"device": reference_device, "gpu": torch.cuda.is_available()},
+        "eval": {"name": data.eval.name, "count": len(data.eval), "fingerprint": data.eval.fingerprint},
+        "calibration": {"name": data.calibration.name, "count": len(data.calibration),
+                        "fingerprint": data.calibration.fingerprint},
+        "export": {"onnx_opset": exported.opset, "onnx_max_abs_diff_vs_torch": exported.max_abs_diff},
+        "prune": prune_stats,
+        "precision_plan": plan.summary() if plan is not None else None,
+        "bench": recipe.bench.model_dump(),
+        "rows": rows,
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def _fmt(v, spec: str, missing: str = "–") -> str:
@@ -92,15 +115,16 @@ def render(report: dict, gates: list[GateResult], console) -> None:
 
 def write(report: dict, gates: list[GateResult], out: Path) -> None:
     data = dict(report, gates=[g.__dict__ for g in gates])
-    (out / "report.json").write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(jsonable(data), indent=2) + "\n")
     (out / "report.md").write_text(to_markdown(report, gates))
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """Plain JSON types: str keys, lists, str paths, Python numbers."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars

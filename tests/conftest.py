@@ -13,7 +13,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+for helpers in ("tests", "tests/targets"):  # shared test helpers (roundtrip.py), imported by name
+    sys.path.insert(0, str(REPO / helpers))
 
 
 def _tensorrt_reason() -> str | None:

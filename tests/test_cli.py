@@ -233,3 +233,19 @@ def test_accuracy_control_reverts_layers_until_agreement_holds(tmp_path):
 
     # reverting the most sensitive layers to float buys agreement (measured: 0.994 vs 0.991 on 2000 images)
     assert agreement(out) > agreement(tmp_path / "loose") and agreement(out) >= 0.99
+
+
+def test_engine_subcommand_without_tensorrt(tmp_path, tiny_focalnet, monkeypatch, capsys):
+    """`edgefocal engine` refuses an FP32 graph for int8 (TensorRT's Q/DQ rules) and says TensorRT is missing."""
+    from edgefocal.export import onnx_from_torch
+    from edgefocal.targets.tensorrt import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "import_tensorrt", lambda: None)
+    monkeypatch.setattr(engine_mod, "find_trtexec", lambda explicit=None: None)
+    onnx_path = onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path / "tiny.onnx")
+    assert run("engine", "--onnx", onnx_path, "--precision", "fp16") == 2
+    assert "TensorRT is not installed" in _error(capsys)
+    assert run("engine", "--onnx", onnx_path, "--precision", "int8") == 2
+    assert "no QuantizeLinear" in _error(capsys)
+    assert run("engine", "--onnx", tmp_path / "missing.onnx", "--precision", "fp16") == 2
+    assert "missing.onnx does not exist" in _error(capsys)

@@ -25,8 +25,16 @@ from edgefocal.recipe import PruneSpec
 
 @dataclass
 class PruneResult:
-    model: torch.nn.Module  # a pruned deep copy, eval mode
-    stats: dict = field(default_factory=dict)
+    model: torch.nn.Module  # a pruned deep copy, eval mode (the model itself when nothing was pruned)
+    stats: dict | None = field(default_factory=dict)  # None: not pruned
+
+
+def prune(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec, log=print) -> PruneResult:
+    """The prune stage: `model` unchanged when the recipe prunes nothing."""
+    if spec.method == "none":
+        return PruneResult(model, None)
+    log(f"pruning ({spec.method}, ratio {spec.ratio})")
+    return prune_model(model, calibration, spec, log)
 
 
 def parse_prune_flag(flag: str) -> dict:

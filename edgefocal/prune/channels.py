@@ -77,9 +77,9 @@ def block_macs(block: nn.Module, keep: dict[str, int], hw: int) -> int:
 
 
 def _round_keep(total: int, frac_removed: float, multiple: int) -> int:
-    """Kept channels, a multiple of `multiple` (OpenVINO/oneDNN block channels by 16 on AVX-512; measured on
-    tiny_srf INT8: multiples of 16 ran 1.27× faster than dense at 30 % MACs, multiples of 8 1.20×), but
-    at most total/4 so that narrow layers (32 channels) keep a fine step."""
+    """Kept channels, a multiple of `multiple` (OpenVINO/oneDNN block channels by 16 on AVX-512, so odd
+    widths fall back to slower kernels), but at most total/4 so that narrow layers (32 channels) keep a
+    fine step."""
     keep = total * (1.0 - frac_removed)
     while multiple > 1 and multiple * 4 > total:
         multiple //= 2
