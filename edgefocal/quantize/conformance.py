@@ -11,6 +11,8 @@ Quantization", and FOCALNET.md):
 - activations per-tensor (a scalar scale)
 - a quantized Conv/ConvTranspose/Gemm/MatMul has Q/DQ on every input except the bias
 - the output of a weighted op is not quantized directly (TensorRT keeps it in higher precision)
+- no Cast between a DequantizeLinear and its Conv/Gemm/MatMul: TensorRT cannot fuse the DQ through it, so
+  the op runs in float (an FP16 conversion that leaves Q/DQ in FP32 produces exactly this)
 - (warning) the skip input of a residual Add next to an INT8 conv is quantized, so the Add can fuse
 
 A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower)."""
@@ -197,9 +199,30 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
                 out.append(Violation("weighted-output", c.name, f"quantizes the output of {n.op_type} {n.name} "
                                      "directly; keep weighted-op outputs in higher precision"))
 
+    out.extend(_casts_after_dq(g, producer))
     if warnings:
         out.extend(_residual_warnings(g, producer, dq_of))
     return sorted(out, key=lambda v: v.severity != "error")
+
+
+def _casts_after_dq(g, producer) -> list[Violation]:
+    """A Cast between a DequantizeLinear and a weighted op hides the Q/DQ pair from TensorRT's fusion: the
+    op is then no longer INT8, and the rest of the checker sees a float op (so it must be caught here)."""
+    out = []
+    for n in g.node:
+        if n.op_type not in WEIGHTED_OPS:
+            continue
+        for t in n.input[:2]:
+            p = producer.get(t)
+            while p is not None and p.op_type in TRANSPARENT_OPS:
+                p = producer.get(p.input[0])
+            if p is None or p.op_type != "Cast" or feeding_dq(producer, p.input[0]) is None:
+                continue
+            out.append(Violation("cast-after-dq", p.name, f"Cast between DequantizeLinear "
+                                 f"{feeding_dq(producer, p.input[0]).name} and {n.op_type} {n.name}; TensorRT cannot "
+                                 f"fuse the Q/DQ into the {n.op_type}, which then runs in float (give the Q/DQ scales "
+                                 "the compute type instead: FP16 scales need opset ≥19)"))
+    return out
 
 
 def _residual_warnings(g, producer, dq_of) -> list[Violation]:
