@@ -1,46 +1,16 @@
 """The trtexec path: the TensorRT version read from trtexec's banner (and refused when unreadable), the
-flags per version, and running it. `fake_trtexec` is a FAKE trtexec (a small script, not TensorRT's
-binary) that prints a banner and writes the files trtexec would."""
+flags per version, and running it — against `fake_trtexec`, a FAKE trtexec script (trt_fakes.py)."""
 from __future__ import annotations
 
-import stat
-import sys
 from pathlib import Path
 
 import pytest
+from trt_fakes import fake_trtexec
 
 from edgefocal.errors import BadInput, EdgefocalError
 from edgefocal.targets.tensorrt.engine import EngineSpec
 from edgefocal.targets.tensorrt.strong_typing import typing_plan
 from edgefocal.targets.tensorrt.trtexec import find_trtexec, run_trtexec, trtexec_args, trtexec_version, version_from_banner
-
-FAKE = '''#!{python}
-"""FAKE trtexec for tests: prints TensorRT's banner, writes --saveEngine and --exportLayerInfo."""
-import json, sys
-print({banner!r})
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
-if "--help" in sys.argv:
-    sys.exit(0)
-if {fail}:
-    print("[E] Error[4]: ITensor::getDimensions: Error Code 4: API Usage Error"); sys.exit(1)
-open(args["saveEngine"], "wb").write(b"fake-plan")
-layers = [{{"Name": "input to nvm", "LayerType": "Reformat", "Inputs": [{{"Name": "input"}}], "Outputs": [{{"Name": "i_nvm"}}]}},
-          {{"Name": "{{ForeignNode[/stem/proj/Conv.../layers.3/Add]}}", "LayerType": "ForeignNode",
-            "Inputs": [{{"Name": "i_nvm"}}], "Outputs": [{{"Name": "f_nvm"}}]}},
-          {{"Name": "f from nvm", "LayerType": "Reformat", "Inputs": [{{"Name": "f_nvm"}}], "Outputs": [{{"Name": "f"}}]}},
-          {{"Name": "{{ForeignNode[/head/fc/Gemm]}}", "LayerType": "Myelin", "Inputs": [{{"Name": "f"}}], "Outputs": [{{"Name": "logits"}}]}}]
-json.dump({{"Layers": layers if "useDLACore" in args else layers[3:]}}, open(args["exportLayerInfo"], "w"))
-open(args["saveEngine"] + ".argv", "w").write(json.dumps(sys.argv[1:]))
-'''
-
-
-def fake_trtexec(directory: Path, banner: str = "&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec",
-                 fail: bool = False) -> Path:
-    """Write a FAKE trtexec into `directory` (see FAKE)."""
-    path = directory / "trtexec"
-    path.write_text(FAKE.format(python=sys.executable, banner=banner, fail=fail))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
 
 
 @pytest.mark.parametrize("banner,version", [
