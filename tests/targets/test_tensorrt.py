@@ -122,7 +122,8 @@ def test_real_int8_engine_compares_with_qdq_and_torch(tiny_focalnet, tiny_onnx, 
     qdq = tmp_path / "m_qdq.onnx"
     qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:64], "focalnet", qdq, log=lambda s: None)
     engine = tmp_path / "m_int8.engine"
-    facts = build_and_describe(qdq, engine, EngineSpec("int8", (1, 32, 32), max_batch=16), None, "cmd", log=lambda s: None)
+    spec = EngineSpec("int8", (1, 32, 32), max_batch=16)
+    facts = build_and_describe(qdq, engine, spec, None, "cmd", log=lambda s: None)
     assert facts["onnx_built"].endswith(".fp16.onnx")
     result = compare_engine(engine, qdq, tiny_focalnet, fmnist_calibration[:32], atol=0.5, rtol=0.5, log=lambda s: None)
     assert result["runners"] == ["tensorrt", "onnxruntime-qdq", "torch-fp32"] and result["skipped"] == {}

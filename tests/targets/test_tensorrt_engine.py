@@ -117,7 +117,8 @@ def test_dla_core_is_set_by_edgefocal_not_polygraphy_default(fake_trt, tmp_path)
 
 def test_polygraphy_runs_until_it_imports_tensorrt(fake_trt, tiny_paths, monkeypatch):
     fake_trt("10.3.0")
-    loader = polygraphy_build.engine_loader(tiny_paths[0], EngineSpec("fp32", (1, 32, 32)), typing_plan("10.3.0", "fp32"))
+    spec = EngineSpec("fp32", (1, 32, 32))
+    loader = polygraphy_build.engine_loader(tiny_paths[0], spec, typing_plan("10.3.0", "fp32"))
     monkeypatch.delitem(sys.modules, "tensorrt")
     with pytest.raises(EdgefocalError, match="TensorRT could not build the engine.*tensorrt"):
         polygraphy_build.build_serialized(loader)

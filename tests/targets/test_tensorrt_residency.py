@@ -41,7 +41,8 @@ def test_without_dla_core_everything_is_gpu():
 
 
 def test_layer_type_naming_dla_counts_as_dla():
-    info = {"Layers": [_layer("{ForeignNode[a...b]}", "DLA", ["x"], ["y"]), _layer("conv", "CaskConvolution", ["y"], ["z"])]}
+    info = {"Layers": [_layer("{ForeignNode[a...b]}", "DLA", ["x"], ["y"]),
+                       _layer("conv", "CaskConvolution", ["y"], ["z"])]}
     assert counts(classify(parse_layers(info), dla_core=0)) == {DLA: 1, GPU: 1}
 
 

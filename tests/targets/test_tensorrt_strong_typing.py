@@ -15,7 +15,7 @@ from edgefocal.quantize.conformance import assert_tensorrt_qdq, check_tensorrt_q
 from edgefocal.quantize.tensorrt_qdq import qdq_onnx_for_tensorrt
 from edgefocal.targets.tensorrt.strong_typing import TypingPlan, fp16_onnx_for_strong_typing, typing_plan
 
-pytest.importorskip("onnx_graphsurgeon", reason="the FP16 conversion needs onnx-graphsurgeon: pip install 'edgefocal[tensorrt]'")
+pytest.importorskip("onnx_graphsurgeon", reason="the FP16 conversion needs it: pip install 'edgefocal[tensorrt]'")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,13 @@ from trt_fakes import fake_trtexec
 from edgefocal.errors import BadInput, EdgefocalError
 from edgefocal.targets.tensorrt.engine import EngineSpec
 from edgefocal.targets.tensorrt.strong_typing import typing_plan
-from edgefocal.targets.tensorrt.trtexec import find_trtexec, run_trtexec, trtexec_args, trtexec_version, version_from_banner
+from edgefocal.targets.tensorrt.trtexec import (
+    find_trtexec,
+    run_trtexec,
+    trtexec_args,
+    trtexec_version,
+    version_from_banner,
+)
 
 
 @pytest.mark.parametrize("banner,version", [

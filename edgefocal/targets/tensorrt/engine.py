@@ -100,8 +100,9 @@ def onnx_to_parse(onnx_path: Path, engine_path: Path, spec: EngineSpec, plan: Ty
 def _flags(plan: TypingPlan, spec: EngineSpec) -> list[str]:
     """The builder settings, named as TensorRT names them, for the report and the sidecar."""
     names = ["STRONGLY_TYPED"] if plan.strongly_typed else []
-    names += [n for n, on in (("FP16", plan.fp16_flag), ("INT8", plan.int8_flag),
-                              ("SPARSE_WEIGHTS", spec.sparse_weights), ("GPU_FALLBACK", spec.dla_core is not None)) if on]
+    wanted = (("FP16", plan.fp16_flag), ("INT8", plan.int8_flag), ("SPARSE_WEIGHTS", spec.sparse_weights),
+              ("GPU_FALLBACK", spec.dla_core is not None))
+    names += [name for name, on in wanted if on]
     return names
 
 

@@ -45,7 +45,13 @@ def dla_postprocess(dla_core: int) -> Callable[[Any, Any, Any], None]:
 def engine_loader(onnx_path: Path, spec: EngineSpec, plan: TypingPlan):
     """The lazy Polygraphy loader that builds a serialized engine of `onnx_path` (the file to parse)."""
     import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, PostprocessConfig, Profile
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        EngineBytesFromNetwork,
+        NetworkFromOnnxPath,
+        PostprocessConfig,
+        Profile,
+    )
 
     network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=plan.strongly_typed)
     mn, opt, mx = spec.shapes()
