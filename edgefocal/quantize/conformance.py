@@ -11,6 +11,8 @@ Quantization"):
 - activations per-tensor (a scalar scale)
 - a quantized Conv/ConvTranspose/Gemm/MatMul has Q/DQ on every input except the bias
 - the output of a weighted op is not quantized directly (TensorRT keeps it in higher precision)
+- no Cast between a DequantizeLinear and its Conv/Gemm/MatMul: TensorRT cannot fuse the DQ through it, so
+  the op runs in float (an FP16 conversion that leaves Q/DQ in FP32 produces exactly this)
 - (warning) the skip input of a residual Add next to an INT8 conv is quantized, so the Add can fuse
 
 A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower)."""
@@ -78,10 +80,32 @@ def feeding_dq(producer: dict, tensor: str):
 
 def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     """All rule violations in the graph, errors first. An empty list means TensorRT-conformant."""
-    from onnx import numpy_helper
-
     model = _load(model_or_path)
     g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    const = _constants(g, producer)
+    out: list[Violation] = []
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        out.append(Violation("opset", "(model)", f"opset {opset} is below {MIN_OPSET}; LayerNorm would be "
+                             "decomposed and can overflow in FP16"))
+    out.extend(_qdq_node_rules(g, const, consumers))
+    out.extend(_weighted_op_rules(g, const, producer, consumers))
+    out.extend(_casts_after_dq(g, producer))
+    if warnings:
+        out.extend(_residual_warnings(g, producer, lambda tensor: feeding_dq(producer, tensor)))
+    return sorted(out, key=lambda v: v.severity != "error")
+
+
+def _constants(g, producer: dict):
+    """name -> the value of a constant tensor (initializer or Constant node), else None; cached."""
+    from onnx import numpy_helper
+
     inits = {i.name: i for i in g.initializer}
     consts: dict[str, np.ndarray] = {}
 
@@ -99,18 +123,13 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
                     return consts[name]
         return None
 
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    return const
+
+
+def _qdq_node_rules(g, const, consumers: dict) -> list[Violation]:
+    """Rules on each Q/DQ node itself: standard domain, constant positive scales, signed int8, symmetric,
+    Q feeding only DQ with the same scale."""
     out: list[Violation] = []
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
-        out.append(Violation("opset", "(model)", f"opset {opset} is below {MIN_OPSET}; LayerNorm would be "
-                             "decomposed and can overflow in FP16"))
-
     qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:
         out.append(Violation("no-qdq", "(model)", "the graph has no QuantizeLinear/DequantizeLinear nodes; "
@@ -149,6 +168,13 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
             out.append(Violation("symmetric", n.name, f"zero point is not 0 ({bad} of {zp.size} values, e.g. "
                                  f"{int(zp.flat[np.flatnonzero(zp)[0]])}); TensorRT supports symmetric "
                                  "quantization only"))
+    return out
+
+
+def _weighted_op_rules(g, const, producer: dict, consumers: dict) -> list[Violation]:
+    """Rules on each quantized Conv/ConvTranspose/Gemm/MatMul: every input quantized, per-channel weights
+    along the output channels, per-tensor activations, output not quantized directly."""
+    out: list[Violation] = []
 
     def dq_of(tensor: str):
         return feeding_dq(producer, tensor)
@@ -196,10 +222,27 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
             if c.op_type == "QuantizeLinear":
                 out.append(Violation("weighted-output", c.name, f"quantizes the output of {n.op_type} {n.name} "
                                      "directly; keep weighted-op outputs in higher precision"))
+    return out
 
-    if warnings:
-        out.extend(_residual_warnings(g, producer, dq_of))
-    return sorted(out, key=lambda v: v.severity != "error")
+
+def _casts_after_dq(g, producer) -> list[Violation]:
+    """A Cast between a DequantizeLinear and a weighted op hides the Q/DQ pair from TensorRT's fusion: the
+    op is then no longer INT8, and the rest of the checker sees a float op (so it must be caught here)."""
+    out = []
+    for n in g.node:
+        if n.op_type not in WEIGHTED_OPS:
+            continue
+        for t in n.input[:2]:
+            p = producer.get(t)
+            while p is not None and p.op_type in TRANSPARENT_OPS:
+                p = producer.get(p.input[0])
+            if p is None or p.op_type != "Cast" or feeding_dq(producer, p.input[0]) is None:
+                continue
+            out.append(Violation("cast-after-dq", p.name, f"Cast between DequantizeLinear "
+                                 f"{feeding_dq(producer, p.input[0]).name} and {n.op_type} {n.name}; TensorRT cannot "
+                                 f"fuse the Q/DQ into the {n.op_type}, which then runs in float (give the Q/DQ scales "
+                                 "the compute type instead: FP16 scales need opset ≥19)"))
+    return out
 
 
 def _residual_warnings(g, producer, dq_of) -> list[Violation]:

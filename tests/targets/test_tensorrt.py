@@ -1,15 +1,12 @@
 """TensorRT target. Without TensorRT (here, CI): the Q/DQ ONNX is built, verified through ONNX Runtime as a
-proxy, and the engine is skipped with the command that builds it. `FakeTensorRT` — a fake, standing in
-for the tensorrt module only to test the 10.x/11.x branching — records what the builder was asked to do.
+proxy, and the engine is skipped with the command that builds it. Engine building per TensorRT version
+is tested in test_tensorrt_engine.py (Polygraphy's loaders, a named fake tensorrt, a fake trtexec).
 Real engine tests carry the `tensorrt` marker and skip where TensorRT is absent."""
 from __future__ import annotations
 
-import json
-import types
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from edgefocal.errors import BadInput, MissingDependency
@@ -18,114 +15,13 @@ from edgefocal.recipe import Recipe
 from edgefocal.targets.base import BuildContext
 from edgefocal.targets.tensorrt import engine_command
 from edgefocal.targets.tensorrt import engine as engine_mod
-from edgefocal.targets.tensorrt.engine import EngineSpec, engine_from_onnx, trtexec_args
+from edgefocal.targets.tensorrt.engine import EngineSpec
 from edgefocal.targets.tensorrt.sidecar import check_engine_device, read_sidecar, write_sidecar
-
-
-def FakeTensorRT(version: str, dla_cores: int = 0) -> types.SimpleNamespace:
-    """A FAKE tensorrt module (not TensorRT): the documented API surface engine_from_onnx uses, with
-    11.x lacking the FP16/INT8 builder flags as the real 11.x does. Calls are recorded in `.calls`."""
-    calls: dict = {"flags": [], "profiles": [], "pool": None, "network_flags": None, "parsed": None}
-    flags = ["SPARSE_WEIGHTS", "GPU_FALLBACK"] + ([] if version.startswith("11") else ["FP16", "INT8"])
-    layers = [{"Name": "{ForeignNode[/stem/Conv.../layers.3/Add]}", "LayerType": "DLA"} if dla_cores else
-              {"Name": "conv1", "LayerType": "CaskConvolution"}, {"Name": "head", "LayerType": "CaskGemm"}]
-
-    class Config:
-        profiling_verbosity = None
-        default_device_type = None
-        DLA_core = None
-
-        def set_memory_pool_limit(self, pool, size): calls["pool"] = (pool, size)
-        def set_flag(self, f): calls["flags"].append(f)
-        def add_optimization_profile(self, p): calls["profiles"].append(p.shapes)
-        def create_timing_cache(self, data): calls["cache_in"] = data; return types.SimpleNamespace(serialize=lambda: b"cache")
-        def set_timing_cache(self, cache, ignore_mismatch): pass
-        def get_timing_cache(self): return types.SimpleNamespace(serialize=lambda: b"cache")
-
-    class Profile:
-        shapes = None
-
-        def set_shape(self, name, mn, opt, mx): self.shapes = (name, mn, opt, mx)
-
-    class Builder:
-        num_DLA_cores = dla_cores
-
-        def __init__(self, logger): pass
-        def create_network(self, f): calls["network_flags"] = f; return object()
-        def create_builder_config(self): return Config()
-        def create_optimization_profile(self): return Profile()
-        def build_serialized_network(self, network, config): return b"fake-plan"
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network, logger): pass
-        def parse_from_file(self, path): calls["parsed"] = path; return True
-
-    engine = types.SimpleNamespace(create_engine_inspector=lambda: types.SimpleNamespace(
-        get_engine_information=lambda fmt: json.dumps({"Layers": layers})))
-    return types.SimpleNamespace(
-        __version__=version, calls=calls,
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Builder=Builder, OnnxParser=OnnxParser,
-        Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine),
-        BuilderFlag=types.SimpleNamespace(**{f: f for f in flags}),
-        MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
-        ProfilingVerbosity=types.SimpleNamespace(DETAILED="DETAILED"),
-        DeviceType=types.SimpleNamespace(DLA="DLA", GPU="GPU"),
-        LayerInformationFormat=types.SimpleNamespace(JSON="JSON"),
-    )
 
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_focalnet, tmp_path_factory):
     return onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path_factory.mktemp("trt") / "tiny.onnx")
-
-
-def test_tensorrt10_int8_uses_builder_flags(tiny_onnx, tmp_path):
-    trt = FakeTensorRT("10.3.0")
-    spec = EngineSpec("int8", (1, 32, 32), min_batch=1, opt_batch=4, max_batch=16, workspace_mib=256,
-                      timing_cache=tmp_path / "cache.bin")
-    result = engine_from_onnx(tiny_onnx, tmp_path / "m.engine", spec, trt, log=lambda s: None)
-    assert trt.calls["flags"] == ["FP16", "INT8"] and not result.strongly_typed
-    assert trt.calls["parsed"] == str(tiny_onnx)  # the Q/DQ graph as is
-    assert trt.calls["profiles"] == [("input", (1, 1, 32, 32), (4, 1, 32, 32), (16, 1, 32, 32))]
-    assert trt.calls["pool"] == ("WORKSPACE", 256 << 20)
-    assert (tmp_path / "m.engine").read_bytes() == b"fake-plan"
-    assert (tmp_path / "cache.bin").read_bytes() == b"cache"  # written for the next build
-    assert result.residency() == {"GPU": 2}
-
-
-def test_tensorrt11_is_strongly_typed_without_flags(tiny_onnx, tmp_path):
-    trt = FakeTensorRT("11.4.0")
-    spec = EngineSpec("fp16", (1, 32, 32), sparse_weights=True)
-    result = engine_from_onnx(tiny_onnx, tmp_path / "m.engine", spec, trt, log=lambda s: None)
-    assert result.strongly_typed and trt.calls["flags"] == ["SPARSE_WEIGHTS"]
-    # the parsed graph is an FP16 conversion with FP32 I/O
-    fp16 = onnx.load(trt.calls["parsed"])
-    assert trt.calls["parsed"].endswith(".fp16.onnx")
-    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
-
-
-def test_dla_core_with_gpu_fallback_and_residency(tiny_onnx, tmp_path):
-    trt = FakeTensorRT("10.3.0", dla_cores=2)
-    result = engine_from_onnx(tiny_onnx, tmp_path / "m.engine", EngineSpec("int8", (1, 32, 32), dla_core=1), trt,
-                              log=lambda s: None)
-    assert "GPU_FALLBACK" in trt.calls["flags"]
-    assert result.residency() == {"DLA": 1, "GPU": 1}
-    with pytest.raises(BadInput, match="DLA core 0 requested, this device has 0"):
-        engine_from_onnx(tiny_onnx, tmp_path / "n.engine", EngineSpec("int8", (1, 32, 32), dla_core=0),
-                         FakeTensorRT("10.3.0"), log=lambda s: None)
-
-
-def test_trtexec_flags_per_version(tmp_path):
-    spec = EngineSpec("int8", (1, 32, 32), dla_core=0, sparse_weights=True)
-    a10 = trtexec_args(Path("trtexec"), Path("m.onnx"), Path("m.engine"), spec, "10.3.0", Path("l.json"))
-    a11 = trtexec_args(Path("trtexec"), Path("m.onnx"), Path("m.engine"), spec, "11.4.0", Path("l.json"))
-    assert {"--fp16", "--int8", "--useDLACore=0", "--allowGPUFallback", "--sparsity=enable"} <= set(a10)
-    assert "--int8" not in a11 and "--fp16" not in a11
-    assert "--minShapes=input:1x1x32x32" in a10 and "--memPoolSize=workspace:2048M" in a10
 
 
 def test_sidecar_guard_refuses_other_device(tmp_path):
@@ -182,8 +78,8 @@ def test_engine_command_is_exact():
 
 @pytest.mark.tensorrt
 @pytest.mark.gpu
-def test_real_engine_matches_proxy(tiny_onnx, fmnist_calibration, tmp_path):
-    """On a TensorRT machine: build an FP16 engine, run it, compare with ONNX Runtime."""
+def test_real_fp16_engine_matches_onnxruntime(tiny_onnx, fmnist_calibration, tmp_path):
+    """On a TensorRT machine: an FP16 engine built through Polygraphy, run by TrtRunner, vs ONNX Runtime."""
     import onnxruntime as ort
 
     from edgefocal.targets.tensorrt import TensorRTRunner, build_and_describe
@@ -191,10 +87,30 @@ def test_real_engine_matches_proxy(tiny_onnx, fmnist_calibration, tmp_path):
     spec = EngineSpec("fp16", (1, 32, 32), max_batch=16, opt_batch=8, timing_cache=tmp_path / "tc.bin")
     engine = tmp_path / "m.engine"
     facts = build_and_describe(tiny_onnx, engine, spec, None, "python -m edgefocal engine ...", log=lambda s: None)
-    assert (tmp_path / "tc.bin").is_file() and facts["residency"].get("GPU", 0) > 0
+    assert (tmp_path / "tc.bin").is_file() and facts["residency"].get("GPU", 0) > 0 and facts["strongly_typed"]
     x = fmnist_calibration[:8]
     want = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     with TensorRTRunner(engine) as runner:
         got = runner.infer(x)
-        assert len(runner.timed_infer(x, 3)) == 3
+        times = runner.timed_infer(x, 3)
+    assert len(times) == 3 and all(t > 0 for t in times)
     assert np.abs(got - want).max() < 5e-2
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_real_int8_engine_compares_with_qdq_and_torch(tiny_focalnet, tiny_onnx, fmnist_calibration, tmp_path):
+    """On a TensorRT machine: the strongly typed INT8 engine vs ONNX Runtime on the Q/DQ ONNX vs torch FP32."""
+    from edgefocal.quantize.tensorrt_qdq import qdq_onnx_for_tensorrt
+    from edgefocal.targets.tensorrt import build_and_describe
+    from edgefocal.targets.tensorrt.compare import compare_engine
+
+    qdq = tmp_path / "m_qdq.onnx"
+    qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:64], "focalnet", qdq, log=lambda s: None)
+    engine = tmp_path / "m_int8.engine"
+    spec = EngineSpec("int8", (1, 32, 32), max_batch=16)
+    facts = build_and_describe(qdq, engine, spec, None, "cmd", log=lambda s: None)
+    assert facts["onnx_built"].endswith(".fp16.onnx")
+    result = compare_engine(engine, qdq, tiny_focalnet, fmnist_calibration[:32], atol=0.5, rtol=0.5, log=lambda s: None)
+    assert result["runners"] == ["tensorrt", "onnxruntime-qdq", "torch-fp32"] and result["skipped"] == {}
+    assert all(p["top1_agreement"] >= 0.8 for p in result["pairs"])
