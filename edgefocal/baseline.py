@@ -132,7 +132,7 @@ def _points_gate(name: str, label: str, metric: str, old: float | None, new: flo
     if old is None or new is None:
         return GateResult(name, label, None, bound, False, baseline=old, detail=f"{metric} missing")
     lost = (old - new) * 100.0
-    detail = f"{metric} {new:.2%} now, {old:.2%} in the baseline ({-lost:+.2f} pt)"
+    detail = f"{metric} {new:.2%} now, {old:.2%} in the baseline ({(new - old) * 100.0:+.2f} pt)"
     return GateResult(name, label, lost, bound, lost <= bound, baseline=old, detail=detail)
 
 
@@ -146,7 +146,7 @@ def _speedup_gate(gates: Gates, label: str, batch: str, old_row: dict, new_row: 
     name, bound = f"max_speedup_regression b{batch}", gates.max_speedup_regression
     floor = old_s * (1.0 - bound)
     lost = 1.0 - new_s / old_s
-    detail = f"speedup {new_s:.3g}x now, {old_s:.3g}x in the baseline ({-lost:+.1%}); floor {floor:.3g}x"
+    detail = f"speedup {new_s:.3g}x now, {old_s:.3g}x in the baseline ({new_s / old_s - 1.0:+.1%}); floor {floor:.3g}x"
     old_stab = _by_batch(old_row.get("latency_stability")).get(batch)
     new_stab = _by_batch(new_row.get("latency_stability")).get(batch)
     if old_stab is not None and not old_stab.get("stable", True):
