@@ -14,17 +14,38 @@ from pathlib import Path
 _STAT = Path("/proc/stat")
 
 
+def _our_cpus() -> set[int] | None:
+    """The CPUs this process may run on (a pinned CI job or container sees fewer than the machine has)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def _machine_busy() -> tuple[float, int] | None:
-    """(busy CPU seconds since boot over all CPUs, number of CPUs), or None where /proc/stat is absent."""
+    """(busy CPU seconds since boot over the CPUs we may run on, how many), or None without /proc/stat.
+
+    Only our CPUs count: two busy processes pinned beside us on 2 of 16 cores are a full contention,
+    not the 12 % of the machine they would be on average."""
     try:
         lines = _STAT.read_text().splitlines()
     except OSError:
         return None
-    fields = [int(v) for v in lines[0].split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is already inside user)
-    busy = fields[0] + fields[1] + fields[2] + sum(fields[5:8])
-    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-    return busy / os.sysconf("SC_CLK_TCK"), max(cpus, 1)
+    mine = _our_cpus()
+    busy, cpus = 0, 0
+    for line in lines:
+        if not (line.startswith("cpu") and line[3:4].isdigit()):
+            continue
+        name, *values = line.split()
+        if mine is not None and int(name[3:]) not in mine:
+            continue
+        fields = [int(v) for v in values]
+        # user nice system idle iowait irq softirq steal (guest time is already inside user)
+        busy += fields[0] + fields[1] + fields[2] + sum(fields[5:8])
+        cpus += 1
+    if cpus == 0:
+        return None
+    return busy / os.sysconf("SC_CLK_TCK"), cpus
 
 
 class ForeignLoad:
