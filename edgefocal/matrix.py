@@ -73,15 +73,17 @@ def entry_key(recipe: Recipe) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan(paths: list[Path], out_dir: Path, baseline_dir: Path | None) -> list[Entry]:
+def plan(paths: list[Path], out_dir: Path, baseline_dir: Path | None, overrides: dict | None = None) -> list[Entry]:
     """Every recipe loaded and validated before anything is built (a typo in the tenth recipe fails now,
-    not after nine builds); outputs go to OUT/NAME, baselines come from BASELINE/NAME."""
+    not after nine builds); `overrides` (dotted recipe fields, as the CLI's build flags make them, e.g.
+    {"tensorrt.require_engine": True}) apply to every entry; outputs go to OUT/NAME, baselines come from
+    BASELINE/NAME."""
     files = recipe_files(paths)
     stems = [f.stem for f in files]
     entries = []
     for f in files:
         name = f.stem if stems.count(f.stem) == 1 else f"{f.parent.name}-{f.stem}"
-        recipe = load_recipe(f)
+        recipe = load_recipe(f, overrides)
         update = {"output": out_dir / name}
         gates = recipe.gates
         if baseline_dir is not None:
@@ -155,7 +157,8 @@ def run_entry(entry: Entry, build: Callable) -> dict:
 
 
 def run_matrix(paths: list[Path], out_dir: Path, baseline_dir: Path | None = None, *, resume: bool = True,
-               build: Callable | None = None, log: Callable[[str], None] | None = None) -> MatrixResult:
+               overrides: dict | None = None, build: Callable | None = None,
+               log: Callable[[str], None] | None = None) -> MatrixResult:
     """Build every recipe not finished before, then write matrix.json, matrix.md, matrix.html and
     junit.xml into `out_dir`. `build` defaults to edgefocal.pipeline.build (tests pass their own)."""
     if build is None:
@@ -163,7 +166,7 @@ def run_matrix(paths: list[Path], out_dir: Path, baseline_dir: Path | None = Non
     log = log or (lambda message: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = MatrixResult(out_dir, plan(paths, out_dir, baseline_dir))
+    result = MatrixResult(out_dir, plan(paths, out_dir, baseline_dir, overrides))
     for i, entry in enumerate(result.entries, 1):
         done = _read_marker(out_dir, entry) if resume else None
         if done is not None:

@@ -84,6 +84,9 @@ def test_an_interrupted_matrix_resumes_without_rebuilding(tmp_path):
     fresh = FakeBuild()
     run_matrix([tmp_path / "r"], tmp_path / "m", build=fresh, resume=False)
     assert fresh.built == ["ort-int8", "ov-int8", "trt-int8"]
+    flagged = FakeBuild()  # a CLI flag for every entry changes every key: all are rebuilt
+    result = run_matrix([tmp_path / "r"], tmp_path / "m", build=flagged, overrides={"tensorrt.require_engine": True})
+    assert flagged.built == ["ort-int8", "ov-int8", "trt-int8"] and result.entries[0].recipe.tensorrt.require_engine
 
 
 def test_each_entry_is_compared_with_its_own_baseline(tmp_path):
