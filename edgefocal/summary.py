@@ -4,6 +4,8 @@ baseline's notes. Also the text helpers that put a latency's stability next to i
 (through the integrator), report.html and the matrix table."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgefocal.gate import FAILED, INCONCLUSIVE, PASSED, GateResult, counts, from_dict
 
 ICON = {PASSED: "✅", FAILED: "❌", INCONCLUSIVE: "⚠️"}
@@ -42,8 +44,8 @@ def stability_text(row: dict, batch) -> str:
     stab = by_batch(row.get("latency_stability"), batch)
     if not stab:
         return "–"
-    if not stab["stable"]:
-        return "unstable: " + stab["reason"]
+    if not stab["stable"]:  # the short flags in a table; the full reason is in the gate's detail
+        return "unstable: " + (", ".join(stab["flags"]) if stab.get("flags") else stab["reason"])
     spread = stab.get("spread", stab.get("reference_drift"))
     load = stab.get("foreign_load")
     return (f"±{spread / 2:.1%} over {stab['rounds_used']} rounds"
@@ -98,3 +100,9 @@ def summary_markdown(report: dict, gates: list[GateResult | dict] | None = None,
     if gates:
         lines += ["<details><summary>All gates</summary>", ""] + gate_table(gates) + ["", "</details>", ""]
     return "\n".join(lines) + "\n"
+
+
+def append_summary(path: Path, text: str) -> None:
+    """Append, not overwrite: $GITHUB_STEP_SUMMARY collects every step's markdown in one file."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")

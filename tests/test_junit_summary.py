@@ -64,6 +64,18 @@ def test_summary_leads_with_the_verdict_and_lists_what_needs_a_look():
 def test_latency_text_says_how_far_to_trust_it():
     row = make_report(stable=False)["rows"][2]
     assert speedup_text(row, 1) == "2.22× (unstable)" and stability_text(row, "1").startswith("unstable: 4 of 5 rounds")
+    flagged = {**row, "latency_stability": {"1": {**row["latency_stability"]["1"], "flags": ["load 90%", "drift 40%"]}}}
+    assert stability_text(flagged, 1) == "unstable: load 90%, drift 40%"
     stable = make_report()["rows"][2]
     assert stability_text(stable, 8) == "±3.0% over 5 rounds, load 2%"
     assert speedup_text({"speedup_vs_reference": {1: 3.0}}, 1) == "3.00×"  # an old report: no interval to show
+
+
+def test_summary_is_appended_like_github_expects(tmp_path):
+    from edgefocal.summary import append_summary
+
+    path = tmp_path / "step_summary.md"
+    append_summary(path, "## earlier step")
+    append_summary(path, summary_markdown(make_report(), []))
+    text = path.read_text()
+    assert text.startswith("## earlier step\n## edgefocal: edgefocal-fmnist — ✅ passed")

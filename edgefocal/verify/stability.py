@@ -65,15 +65,20 @@ def _round_medians(rounds: list[list[float]], use: list[int]) -> np.ndarray:
 
 
 def _load_reasons(foreign: list[float | None], use: list[int], loaded: int, need: int,
-                  policy: StabilityPolicy) -> list[str]:
+                  policy: StabilityPolicy) -> list[tuple[str, str]]:
+    """(short flag, full reason) pairs: the flag goes next to a latency in tables, the reason in notes."""
     reasons = []
     if loaded and len(use) == len(foreign):  # not enough clean rounds: the loaded ones were kept
         worst = max(f for f in foreign if f is not None)
-        reasons.append(f"{loaded} of {len(foreign)} rounds ran while other processes used up to {worst:.0%} "
-                       f"of the CPU (bound {policy.max_foreign_load:.0%}); {need} clean rounds needed")
+        reasons.append((f"load {worst:.0%}", f"{loaded} of {len(foreign)} rounds ran while other processes used up "
+                        f"to {worst:.0%} of the CPU (bound {policy.max_foreign_load:.0%}); {need} clean rounds needed"))
     if len(use) < MIN_ROUNDS:
-        reasons.append(f"only {len(use)} round(s): {MIN_ROUNDS} are needed to judge a latency")
+        reasons.append((f"{len(use)} round(s)", f"only {len(use)} round(s): {MIN_ROUNDS} are needed to judge a latency"))
     return reasons
+
+
+def _verdict(reasons: list[tuple[str, str]]) -> dict:
+    return {"stable": not reasons, "flags": [f for f, _ in reasons], "reason": "; ".join(r for _, r in reasons)}
 
 
 def _foreign_summary(foreign: list[float | None], use: list[int]) -> float | None:
@@ -81,18 +86,26 @@ def _foreign_summary(foreign: list[float | None], use: list[int]) -> float | Non
     return float(max(vals)) if vals else None
 
 
-def reference_stability(ref_rounds: list[list[float]], foreign: list[float | None], policy: StabilityPolicy,
-                        need: int) -> dict:
-    """Stability of the reference's own latency: its drift across rounds and the CPU others took."""
+def _reference(ref_rounds: list[list[float]], foreign: list[float | None], policy: StabilityPolicy,
+               need: int) -> tuple[dict, list[tuple[str, str]], list[int]]:
+    """The reference's figures, what makes it unstable, and the rounds judged on."""
     use, loaded = rounds_to_use(foreign, policy, need)
     med = _round_medians(ref_rounds, use)
     drift = float(med.max() / med.min() - 1.0) if len(med) else 0.0
     reasons = _load_reasons(foreign, use, loaded, need, policy)
     if drift > policy.max_drift:
-        reasons.append(f"the reference drifted {drift:.0%} across rounds (bound {policy.max_drift:.0%})")
-    return {"stable": not reasons, "reason": "; ".join(reasons), "reference_drift": drift,
-            "foreign_load": _foreign_summary(foreign, use), "rounds_used": len(use),
-            "rounds_measured": len(foreign), "rounds_loaded": loaded}
+        reasons.append((f"drift {drift:.0%}", f"the reference drifted {drift:.0%} across rounds "
+                        f"(bound {policy.max_drift:.0%})"))
+    figures = {"reference_drift": drift, "foreign_load": _foreign_summary(foreign, use), "rounds_used": len(use),
+               "rounds_measured": len(foreign), "rounds_loaded": loaded}
+    return figures, reasons, use
+
+
+def reference_stability(ref_rounds: list[list[float]], foreign: list[float | None], policy: StabilityPolicy,
+                        need: int) -> dict:
+    """Stability of the reference's own latency: its drift across rounds and the CPU others took."""
+    figures, reasons, _ = _reference(ref_rounds, foreign, policy, need)
+    return {**_verdict(reasons), **figures}
 
 
 def ratio_stability(ref_rounds: list[list[float]], art_rounds: list[list[float]], foreign: list[float | None],
@@ -100,14 +113,13 @@ def ratio_stability(ref_rounds: list[list[float]], art_rounds: list[list[float]]
     """Speedup (reference / artifact) judged round by round: each round's ratio pairs two medians taken
     seconds apart, so a slow spell that hits both cancels; the interval of those ratios is what a
     speedup gate compares with its bound."""
-    ref = reference_stability(ref_rounds, foreign, policy, need)
-    use, _ = rounds_to_use(foreign, policy, need)
+    figures, reasons, use = _reference(ref_rounds, foreign, policy, need)
     ratios = _round_medians(ref_rounds, use) / _round_medians(art_rounds, use)
     speedup = float(np.median(ratios))
     low, high, conf = median_interval(ratios)
     spread = (high - low) / speedup if speedup > 0 else float("inf")
-    reasons = [ref["reason"]] if ref["reason"] else []
     if spread > policy.max_spread:
-        reasons.append(f"per-round speedups spread {spread:.0%} ({low:.3g}-{high:.3g}x; bound {policy.max_spread:.0%})")
-    return {**ref, "stable": not reasons, "reason": "; ".join(reasons), "speedup": speedup,
-            "speedup_low": low, "speedup_high": high, "confidence": conf, "spread": float(spread)}
+        reasons.append((f"spread {spread:.0%}", f"per-round speedups spread {spread:.0%} ({low:.3g}-{high:.3g}x; "
+                        f"bound {policy.max_spread:.0%})"))
+    return {**_verdict(reasons), **figures, "speedup": speedup, "speedup_low": low, "speedup_high": high,
+            "confidence": conf, "spread": float(spread)}

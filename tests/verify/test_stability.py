@@ -40,11 +40,13 @@ def test_constant_load_is_unstable_even_when_ratios_agree():
     s = ratio_stability(rounds([40] * 5), rounds([5] * 5), [0.6] * 5, POLICY, need=5)
     assert not s["stable"] and "other processes used up to 60%" in s["reason"]
     assert s["spread"] == 0.0  # the ratios alone look perfect
+    assert s["flags"] == ["load 60%"]  # the short form a table shows next to the latency
 
 
 def test_spread_and_drift_make_it_unstable():
     s = ratio_stability(rounds([10, 10, 10, 10, 10]), rounds([5, 4, 6, 5, 3]), [None] * 5, POLICY, need=5)
     assert not s["stable"] and "spread" in s["reason"] and s["foreign_load"] is None
+    assert s["flags"] == ["spread 83%"]  # ratios 1.67-3.33x around 2x
     r = reference_stability(rounds([10, 11, 14, 10, 10]), [0.0] * 5, POLICY, need=5)
     assert not r["stable"] and "drifted 40%" in r["reason"]
 
