@@ -222,6 +222,8 @@ def compare_reports(old: dict, new: dict, gates: Gates, baseline: str = "the bas
         if not row.get("requested"):
             continue
         base = old_rows.get(label)
+        if row.get("skipped") and (base is None or base.get("skipped")):
+            continue  # not built now, not built then (an engine on a machine without TensorRT)
         if base is None or base.get("skipped"):
             comp.notes.append(f"{label}: not in the baseline (a new artifact): nothing to compare")
         elif row.get("skipped"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgefocal.gate import FAILED, INCONCLUSIVE, PASSED, counts, from_dict
 from edgefocal.junit import write_junit
-from edgefocal.summary import by_batch, speedup_text
+from edgefocal.summary import speedup_text
 
 HEAD = ["entry", "artifact", "top-1", "drop pt", "agreement", "×ref (smallest batch)", "MB", "gates", "baseline"]
 _SLIM = ("latency_samples_ms", "latency_rounds_ms", "foreign_load")  # per-sample data stays in each report.json

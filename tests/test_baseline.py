@@ -93,6 +93,8 @@ def test_a_dropped_or_skipped_artifact_fails():
     skipped = edited(base, INT8, skipped="OpenVINO is not installed")
     (g,) = [g for g in compare_reports(base, skipped, DEFAULTS).results if not g.passed]
     assert "skipped now: OpenVINO is not installed" in g.describe()
+    both = compare_reports(skipped, skipped, DEFAULTS)  # skipped then and now: nothing to compare, no failure
+    assert both.exit_code == 0 and INT8 not in {g.artifact for g in both.results}
 
 
 def test_bad_baseline_paths_are_bad_input(tmp_path):
