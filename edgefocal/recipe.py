@@ -183,7 +183,7 @@ class Gates(Strict):
     max_latency_spread: float = Field(default=0.20, gt=0)  # (high - low) / median of the per-round ratios
     max_reference_drift: float = Field(default=0.25, gt=0)  # max/min - 1 of the reference's round medians
     max_foreign_load: float = Field(default=0.25, ge=0, le=1)  # other processes' CPU share of the machine
-    max_latency_rounds: int = Field(default=15, ge=1)  # re-measure up to this many rounds when unstable
+    max_latency_rounds: int = Field(default=10, ge=1)  # re-measure up to this many rounds when unstable
 
 
 class Recipe(Strict):

@@ -23,7 +23,7 @@ class StabilityPolicy:
     max_spread: float = 0.20  # (high - low) / median of the per-round ratios
     max_drift: float = 0.25  # reference's slowest / fastest round median - 1
     max_foreign_load: float = 0.25  # other processes' share of the machine's CPU during a round
-    max_rounds: int = 15  # re-measure up to this many rounds in all
+    max_rounds: int = 10  # re-measure up to this many rounds in all
 
     @classmethod
     def from_gates(cls, gates) -> "StabilityPolicy":
