@@ -42,6 +42,16 @@ def _timed_rows(report: dict) -> list[dict]:
     return [r for r in report["rows"] if r.get("latency_ms") and not r.get("skipped")]
 
 
+def _log_if_wide(ax, values: list[float]) -> None:
+    """A log time axis when latencies span more than 20x (a loaded reference next to INT8 artifacts),
+    so the fast artifacts are not squeezed into one pixel."""
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0)
+
+
 def agreement_vs_latency(report: dict) -> str:
     """Each artifact at (p50 latency at the smallest batch, agreement with FP32): up and left is better."""
     batch = min(report["bench"]["batch_sizes"])
@@ -54,6 +64,8 @@ def agreement_vs_latency(report: dict) -> str:
         ax.scatter([lat["p50"]], [agree * 100], s=60, marker="*" if r.get("requested") else "o")
         ax.errorbar([lat["p50"]], [agree * 100], xerr=[[0], [max(lat["p99"] - lat["p50"], 0)]], fmt="none", alpha=0.4)
         ax.annotate(r["label"], (lat["p50"], agree * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    _log_if_wide(ax, [by_batch(r["latency_ms"], batch)[q] for r in _timed_rows(report)
+                      if by_batch(r["latency_ms"], batch) for q in ("p50", "p99")])
     ax.margins(x=0.3, y=0.15)
     ax.set_xlabel(f"latency p50 ms at batch {batch} (bar to p99)")
     ax.set_ylabel("agreement with FP32 (%)")
@@ -77,6 +89,7 @@ def latency_distributions(report: dict) -> str:
                 lat = by_batch(r["latency_ms"], b) or {}
                 ax.plot([lat.get("p50"), lat.get("p90"), lat.get("p99")], [j + 1] * 3, "|-", ms=12)
             ax.set_yticks(range(1, len(rows) + 1), [r["label"] for r in rows])
+        _log_if_wide(ax, [v for s in samples if s for v in s])
         ax.set_title(f"batch {b}", fontsize=10)
         ax.set_xlabel("ms per batch")
         ax.tick_params(axis="y", labelsize=8)
