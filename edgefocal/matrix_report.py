@@ -16,6 +16,8 @@ _SLIM = ("latency_samples_ms", "latency_rounds_ms", "foreign_load")  # per-sampl
 
 def _gates_text(gates: list[dict], artifact: str | None = None) -> str:
     mine = [from_dict(g) for g in gates if artifact is None or g["artifact"] == artifact]
+    if not mine:
+        return "no gates set"
     c = counts(mine)
     failing = sum(1 for g in mine if not g.passed)
     word = "FAILED" if failing else ("inconclusive" if c[INCONCLUSIVE] else "ok")
