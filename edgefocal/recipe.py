@@ -173,9 +173,26 @@ class BenchSpec(Strict):
 
 
 class Gates(Strict):
+    """Bounds a build must meet. The first three bound an artifact against the FP32 reference of the
+    same run; the `*_regression`/`max_size_growth` bounds compare it with the same artifact in a baseline
+    report (a previous accepted build) and apply only when a baseline is given; the latency settings
+    decide when a latency figure is too noisy to gate on (the gate is then `inconclusive`)."""
+
     max_top1_drop: float | None = Field(default=None, ge=0)  # points, vs the FP32 reference
     min_agreement: float | None = Field(default=None, gt=0, le=1)
     min_speedup: float | None = Field(default=None, gt=0)  # reference p50 / artifact p50 at the smallest batch
+    # --- against a baseline report (report.json or its directory); None turns a bound off ---
+    baseline: Path | None = None
+    max_top1_regression: float | None = Field(default=0.2, ge=0)  # points of top-1 lost vs the baseline
+    max_agreement_regression: float | None = Field(default=0.2, ge=0)  # points of agreement lost
+    max_speedup_regression: float | None = Field(default=0.10, ge=0, lt=1)  # fraction of the same-run ratio
+    max_size_growth: float | None = Field(default=0.05, ge=0)  # fraction of the baseline's artifact size
+    # --- latency stability: a latency gate passes or fails only on a stable measurement ---
+    on_unstable: Literal["fail", "warn"] = "warn"  # what an inconclusive latency gate does to the build
+    max_latency_spread: float = Field(default=0.20, gt=0)  # (high - low) / median of the per-round ratios
+    max_reference_drift: float = Field(default=0.25, gt=0)  # max/min - 1 of the reference's round medians
+    max_foreign_load: float = Field(default=0.25, ge=0, le=1)  # other processes' CPU share of the machine
+    max_latency_rounds: int = Field(default=10, ge=1)  # re-measure up to this many rounds when unstable
 
 
 class Recipe(Strict):

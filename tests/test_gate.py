@@ -30,3 +30,37 @@ def test_required_skipped_artifact_fails_and_optional_one_does_not():
     assert check_gates(Gates(max_top1_drop=1.0), [skipped]) == []
     (g,) = check_gates(Gates(), [{**skipped, "required": True}])
     assert not g.passed and "TensorRT is not installed" in g.describe()
+
+
+def _stable_row(low, high, stable=True, reason=""):
+    return {**ROW, "latency_stability": {1: {"speedup_low": low, "speedup_high": high, "stable": stable,
+                                             "reason": reason, "rounds_used": 5}}}
+
+
+def test_speedup_decides_on_the_whole_interval():
+    gates = Gates(min_speedup=3.0)
+    (g,) = check_gates(gates, [_stable_row(3.1, 3.4)])
+    assert g.status == "passed" and g.passed and "3.1-3.4x over 5 rounds" in g.describe()
+    (g,) = check_gates(gates, [_stable_row(2.1, 2.9)])
+    assert g.status == "failed" and not g.passed
+    (g,) = check_gates(gates, [_stable_row(2.8, 3.3)])
+    assert g.status == "inconclusive" and g.passed and "straddles the bound" in g.describe()
+
+
+def test_unstable_latency_is_inconclusive_and_on_unstable_chooses_its_weight():
+    row = _stable_row(9.0, 9.5, stable=False, reason="4 of 5 rounds ran while other processes used up to 90%")
+    (warn,) = check_gates(Gates(min_speedup=3.0), [row])  # a far-cleared bound: still no verdict on noise
+    assert warn.status == "inconclusive" and warn.passed and "other processes" in warn.describe()
+    (fail,) = check_gates(Gates(min_speedup=3.0, on_unstable="fail"), [row])
+    assert fail.status == "inconclusive" and not fail.passed and "INCONCLUSIVE (fails)" in fail.describe()
+
+
+def test_report_json_keys_are_strings_and_gates_round_trip():
+    from edgefocal.gate import counts, from_dict
+
+    row = {"label": "x", "speedup_vs_reference": {"16": 1.0, "8": 5.0}}  # the smallest batch is 8, not "16"
+    (g,) = check_gates(Gates(min_speedup=2.0), [row])
+    assert g.value == 5.0 and g.passed
+    assert from_dict(dict(g.__dict__)) == g
+    assert from_dict({"gate": "min_agreement", "artifact": "x", "value": 0.9, "bound": 0.99, "passed": False}).status == "failed"
+    assert counts([g]) == {"passed": 1, "failed": 0, "inconclusive": 0}

@@ -1,8 +1,12 @@
 """Latency of several runners, measured side by side.
 
 This machine is shared and noisy, so runners are timed interleaved: each round times every runner in
-turn on the same batch, and the percentiles pool all rounds. A slow spell then hits every runner alike
-and the speedup ratios stay honest."""
+turn on the same batch. A slow spell then hits every runner alike and the speedup ratios stay honest —
+unless the slow spell is another process taking the cores, which slows runners unequally. So every
+round also records the CPU share other processes took (verify/cpuload.py); with a reference and a
+policy, rounds are judged (verify/stability.py), loaded rounds are left out, and more rounds are run,
+up to a bound, until the ratios are stable. What stays unstable is reported as such, and the gates
+call it inconclusive instead of passing or failing on noise."""
 from __future__ import annotations
 
 from typing import Callable
@@ -10,28 +14,99 @@ from typing import Callable
 import numpy as np
 
 from edgefocal.targets.base import Runner
+from edgefocal.verify.cpuload import ForeignLoad
 from edgefocal.verify.metrics import percentiles
+from edgefocal.verify.stability import (MIN_ROUNDS, StabilityPolicy, ratio_stability, reference_stability,
+                                        rounds_to_use)
+
+
+class _Rounds:
+    """Per runner, the ms samples of each round; per round, the foreign CPU load."""
+
+    def __init__(self, names):
+        self.samples: dict[str, list[list[float]]] = {n: [] for n in names}
+        self.foreign: list[float | None] = []
+
+    def run(self, runners: dict[str, Runner], x: np.ndarray, repeats: int, probe: ForeignLoad, advance) -> None:
+        probe.start()
+        for name, runner in runners.items():
+            self.samples[name].append(runner.timed_infer(x, repeats))
+            if advance:
+                advance(1)
+        self.foreign.append(probe.stop())
+
+
+def _judge(rounds: _Rounds, reference: str, policy: StabilityPolicy, need: int) -> dict[str, dict]:
+    ref = rounds.samples[reference]
+    return {name: (reference_stability(ref, rounds.foreign, policy, need) if name == reference
+                   else ratio_stability(ref, s, rounds.foreign, policy, need))
+            for name, s in rounds.samples.items()}
+
+
+def _stats(per_round: list[list[float]], use: list[int], batch: int, foreign: list) -> dict:
+    pooled = [v for i in use for v in per_round[i]]
+    stats = percentiles(pooled)
+    stats["mean"] = float(np.mean(pooled))
+    stats["throughput"] = batch * 1e3 / stats["p50"]
+    stats["samples_ms"] = pooled
+    stats["round_medians_ms"] = [float(np.median(r)) for r in per_round]
+    stats["round_foreign_load"] = list(foreign)
+    stats["rounds_used"] = list(use)
+    return stats
 
 
 def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[int], warmup: int,
-              iterations: int, rounds: int, advance: Callable[[int], None] | None = None) -> dict[str, dict]:
-    """{name: {batch: {"p50","p90","p99","mean","throughput"}}}; ms per batch, images/s."""
+              iterations: int, rounds: int, advance: Callable[[int], None] | None = None, *,
+              reference: str | None = None, policy: StabilityPolicy | None = None) -> dict[str, dict]:
+    """{name: {batch: {"p50","p90","p99","mean","throughput","samples_ms","round_medians_ms",
+    "round_foreign_load","rounds_used"[, "stability"]}}}; ms per batch, images/s.
+
+    With `reference` (a key of `runners`) and `policy`, each batch size is re-measured round by round
+    (at most `policy.max_rounds` rounds) until every ratio to the reference is stable, the percentiles
+    pool only the rounds judged on, and each entry carries "stability" (see verify/stability.py)."""
+    judge = reference is not None and policy is not None
+    if judge and reference not in runners:
+        raise ValueError(f"reference {reference!r} is not one of the runners {list(runners)}")
     results: dict[str, dict] = {name: {} for name in runners}
     per_round = max(1, iterations // rounds)
+    need = max(rounds, MIN_ROUNDS)
+    probe = ForeignLoad()
     for batch in batch_sizes:
         reps = int(np.ceil(batch / len(sample)))
         x = np.ascontiguousarray(np.concatenate([sample] * reps)[:batch])
-        samples: dict[str, list[float]] = {name: [] for name in runners}
         for runner in runners.values():
             runner.timed_infer(x, warmup)  # first calls compile kernels, fill caches, wake clocks
+        measured = _Rounds(runners)
         for _ in range(rounds):
-            for name, runner in runners.items():
-                samples[name].extend(runner.timed_infer(x, per_round))
-                if advance:
-                    advance(1)
-        for name, s in samples.items():
-            stats = percentiles(s)
-            stats["mean"] = float(np.mean(s))
-            stats["throughput"] = batch * 1e3 / stats["p50"]
-            results[name][batch] = stats
+            measured.run(runners, x, per_round, probe, advance)
+        verdicts = _judge(measured, reference, policy, need) if judge else {}
+        while judge and len(measured.foreign) < policy.max_rounds and not all(v["stable"] for v in verdicts.values()):
+            measured.run(runners, x, per_round, probe, advance)
+            verdicts = _judge(measured, reference, policy, need)
+        use = rounds_to_use(measured.foreign, policy, need)[0] if judge else list(range(len(measured.foreign)))
+        for name, per in measured.samples.items():
+            results[name][batch] = _stats(per, use, batch, measured.foreign)
+            if judge:
+                results[name][batch]["stability"] = verdicts[name]
     return results
+
+
+def row_fields(results: dict[str, dict], name: str, reference: str) -> dict:
+    """The latency fields of one report row, from `benchmark`'s results: what the pipeline stores in
+    report.json (and report.html plots). `speedup_interval` and `latency_stability` exist only when the
+    benchmark judged stability."""
+    per_batch, ref = results[name], results[reference]
+    out = {
+        "latency_ms": {bs: {k: s[k] for k in ("p50", "p90", "p99", "mean")} for bs, s in per_batch.items()},
+        "throughput": {bs: s["throughput"] for bs, s in per_batch.items()},
+        "speedup_vs_reference": {bs: ref[bs]["p50"] / s["p50"] for bs, s in per_batch.items()},
+        "latency_samples_ms": {bs: s["samples_ms"] for bs, s in per_batch.items()},
+        "latency_rounds_ms": {bs: s["round_medians_ms"] for bs, s in per_batch.items()},
+        "foreign_load": {bs: s["round_foreign_load"] for bs, s in per_batch.items()},
+    }
+    if all("stability" in s for s in per_batch.values()):
+        out["latency_stability"] = {bs: s["stability"] for bs, s in per_batch.items()}
+        if name != reference:
+            out["speedup_interval"] = {bs: [s["stability"]["speedup_low"], s["stability"]["speedup_high"]]
+                                       for bs, s in per_batch.items()}
+    return out

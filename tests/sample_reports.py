@@ -1,0 +1,67 @@
+"""A report.json as the pipeline writes it (JSON round trip: batch keys are strings), with the fields
+issue 9 adds: eval fingerprint, machine class, per-round latency and stability. Shared by the tests of
+baseline, junit, summary, report_html and matrix."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+
+MACHINE = {"system": "Linux", "machine": "x86_64", "cpu": "Intel Xeon", "cpu_count": 2, "python": "3.11.7",
+           "gpu": None, "class": "Linux | x86_64 | Intel Xeon | 2 cpus | no gpu"}
+
+
+def _latency(p50: float, ref_p50: float, seed: int, stable: bool = True) -> dict:
+    rng = np.random.default_rng(seed)
+    samples = {b: list(np.round(p50 * b ** 0.8 * (1 + 0.03 * rng.standard_normal(20)), 4)) for b in (1, 8)}
+    speed = {b: ref_p50 / p50 for b in (1, 8)}
+    stab = {b: {"stable": stable, "reason": "" if stable else "4 of 5 rounds ran while other processes used up to 90% of the CPU",
+                "speedup": speed[b], "speedup_low": speed[b] * 0.97, "speedup_high": speed[b] * 1.03,
+                "confidence": 0.9375, "spread": 0.06, "reference_drift": 0.04, "foreign_load": 0.02,
+                "rounds_used": 5, "rounds_measured": 5, "rounds_loaded": 0} for b in (1, 8)}
+    return {
+        "latency_ms": {b: {"p50": float(np.median(s)), "p90": float(np.percentile(s, 90)),
+                           "p99": float(np.percentile(s, 99)), "mean": float(np.mean(s))} for b, s in samples.items()},
+        "throughput": {b: b * 1e3 / float(np.median(s)) for b, s in samples.items()},
+        "speedup_vs_reference": speed,
+        "speedup_interval": {b: [st["speedup_low"], st["speedup_high"]] for b, st in stab.items()},
+        "latency_stability": stab,
+        "latency_samples_ms": samples,
+        "latency_rounds_ms": {b: s[:5] for b, s in samples.items()},
+    }
+
+
+def make_report(model: str = "edgefocal-fmnist", stable: bool = True) -> dict:
+    """Two requested INT8 artifacts beside the FP32 reference and an FP32 IR."""
+    ref = {"label": "torch fp32 (reference)", "target": "torch", "precision": "fp32", "requested": False,
+           "device": "cpu", "top1": 0.899, "top1_drop": 0.0, "agreement": 1.0, "cosine": 1.0, **_latency(2.0, 2.0, 0)}
+    rows = [ref]
+    for label, target, top1, agree, p50, size, seed in (
+            ("openvino fp32", "openvino", 0.899, 1.0, 1.6, 5_900_000, 1),
+            ("openvino int8", "openvino", 0.8989, 0.9911, 0.9, 1_700_000, 2),
+            ("onnxruntime int8 (U8S8 Q/DQ)", "onnxruntime", 0.8984, 0.9927, 1.1, 1_650_000, 3)):
+        rows.append({"label": label, "target": target, "precision": label.split()[1], "requested": "int8" in label,
+                     "path": f"{target}/{label.split()[1]}.bin", "size_bytes": size, "device": "cpu", "top1": top1,
+                     "top1_drop": (0.899 - top1) * 100, "agreement": agree, "cosine": 0.999,
+                     **_latency(p50, 2.0, seed, stable)})
+    report = {
+        "model": {"name": model, "checkpoint": None, "checkpoint_sha256": "a" * 64, "num_classes": 10,
+                  "input_size": [1, 32, 32]},
+        "reference": {"device": "cpu", "gpu": False},
+        "eval": {"name": "fashion-mnist:test", "count": 10000, "fingerprint": "e" * 64},
+        "calibration": {"name": "fashion-mnist:train", "count": 300, "fingerprint": "c" * 64},
+        "machine": dict(MACHINE),
+        "bench": {"batch_sizes": [1, 8], "warmup": 10, "iterations": 50, "rounds": 5, "threads": None, "threads_used": 2},
+        "rows": rows,
+        "gates": [],
+        "seconds": 42.0,
+    }
+    return json.loads(json.dumps(report))
+
+
+def edited(report: dict, label: str, **changes) -> dict:
+    out = copy.deepcopy(report)
+    row = next(r for r in out["rows"] if r["label"] == label)
+    row.update(changes)
+    return out

@@ -1,0 +1,62 @@
+"""report.html opened in headless Chromium, offline: the charts are in the DOM and on the screenshot."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgefocal.baseline import compare_reports
+from edgefocal.recipe import Gates
+from edgefocal.report_html import external_references, write_html
+from sample_reports import edited, make_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
+                                "(apt-get install chromium; .ci/run installs it)")
+C0, C1 = (31, 119, 180), (255, 127, 14)  # matplotlib's first two colours: the bars of the before/after chart
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("html")
+    base = make_report()
+    comp = compare_reports(edited(base, "openvino int8", agreement=0.9961), base, Gates())
+    report = dict(base, baseline=comp.to_dict())
+    return write_html(report, comp.results, out)
+
+
+def chromium(tmp_path, *args) -> subprocess.CompletedProcess:
+    """Headless, sandboxless (root in CI), and with every host name unresolvable: nothing can load from
+    the network, so what renders came from the file."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_page_references_nothing_outside_itself(page):
+    text = page.read_text()
+    assert external_references(text) == [] and "<script" not in text and "@import" not in text
+
+
+def test_chromium_builds_the_charts_into_the_dom(page, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    charts = dom.split('<figure class="chart"')[1:]
+    ids = [c.split('id="')[1].split('"')[0] for c in charts]
+    assert ids == ["agreement-vs-latency", "latency-distributions", "before-after"]
+    for chart in charts:
+        assert "<svg" in chart and chart.count("<path") > 20  # axes, glyphs and marks, parsed into elements
+    assert "max_agreement_regression" in dom and "2.22× [2.16–2.29]" in dom
+
+
+def test_the_screenshot_shows_the_charts(page, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, "--window-size=1280,2600", f"--screenshot={shot}", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert (pixels.min(axis=1) < 200).mean() > 0.02  # not blank
+    for colour in (C0, C1):  # the baseline and this build's bars were painted
+        assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 500, colour

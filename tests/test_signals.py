@@ -1,0 +1,45 @@
+"""SIGTERM as an exception (exit 143), once, restored afterwards; signals held back over an atomic step."""
+import os
+import signal
+
+import pytest
+
+from edgefocal.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, deferred_signals, sigterm_raises
+
+
+def test_sigterm_raises_terminated_once_and_the_old_handler_comes_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught:
+        with sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary for the handler to run
+            pytest.fail("SIGTERM did not raise")
+    assert caught.value.exit_code == EXIT_SIGTERM == 143 and EXIT_SIGINT == 130
+    assert not isinstance(caught.value, (Exception, KeyboardInterrupt))  # neither swallowed nor relabelled
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_second_sigterm_during_clean_up_is_ignored():
+    cleaned = False
+    with pytest.raises(Terminated):
+        with sigterm_raises():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # CI repeating itself while we clean up
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])
+                cleaned = True
+    assert cleaned
+
+
+def test_deferred_signals_deliver_after_the_step():
+    steps = []
+    with pytest.raises(Terminated):
+        with sigterm_raises():
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])
+                steps.append("swap finished")
+            steps.append("after")  # never reached: the held signal lands on the way out
+    assert steps == ["swap finished"]

@@ -1,0 +1,86 @@
+"""The interleaved benchmark with stability judging: scripted runners and a scripted CPU-load probe, so
+re-measurement, loaded-round exclusion and the row fields are checked without timing anything."""
+import numpy as np
+import pytest
+
+import edgefocal.verify.bench as bench
+from edgefocal.targets.base import Runner
+from edgefocal.verify.stability import StabilityPolicy
+
+
+class Scripted(Runner):
+    """Returns `ms(round)` for every call of a round (a round is one timed_infer call)."""
+
+    def __init__(self, ms):
+        super().__init__()
+        self.ms, self.calls = ms, 0
+
+    def load(self):
+        pass
+
+    def infer(self, x):
+        return x
+
+    def timed_infer(self, x, repeats):
+        value = self.ms(self.calls)
+        self.calls += 1
+        return [value] * repeats
+
+
+class ScriptedLoad:
+    def __init__(self, loads):
+        self.loads, self.i = loads, 0
+
+    def start(self):
+        pass
+
+    def stop(self):
+        self.i += 1
+        return self.loads(self.i - 1)
+
+
+POLICY = StabilityPolicy(max_spread=0.2, max_drift=0.25, max_foreign_load=0.25, max_rounds=12)
+SAMPLE = np.zeros((2, 1, 4, 4), np.float32)
+
+
+@pytest.fixture
+def run(monkeypatch):
+    def go(ref_ms, art_ms, loads, rounds=5):
+        monkeypatch.setattr(bench, "ForeignLoad", lambda: ScriptedLoad(loads))
+        runners = {"ref": Scripted(ref_ms), "art": Scripted(art_ms)}
+        return bench.benchmark(runners, SAMPLE, [1], warmup=1, iterations=rounds * 2, rounds=rounds,
+                               reference="ref", policy=POLICY)
+    return go
+
+
+def test_quiet_machine_needs_no_extra_rounds(run):
+    res = run(lambda c: 10.0, lambda c: 4.0, lambda i: 0.02)
+    s = res["art"][1]["stability"]
+    assert s["stable"] and s["rounds_measured"] == 5 and s["speedup"] == pytest.approx(2.5)
+    fields = bench.row_fields(res, "art", "ref")
+    assert fields["speedup_interval"][1] == [2.5, 2.5] and fields["latency_ms"][1]["p50"] == 4.0
+    assert len(fields["latency_samples_ms"][1]) == 10 and fields["latency_rounds_ms"][1] == [4.0] * 5
+
+
+def test_a_loaded_spell_is_remeasured_and_left_out(run):
+    """Rounds 1-2 ran under load (the reference 5x slower); the benchmark runs two more rounds and judges
+    on the five clean ones, so neither the ratio nor the percentiles carry the spell."""
+    loaded = {1, 2}
+    res = run(lambda c: 50.0 if c - 1 in loaded else 10.0, lambda c: 4.0, lambda i: 0.8 if i in loaded else 0.0)
+    s = res["art"][1]["stability"]
+    assert s["stable"] and s["rounds_measured"] == 7 and s["rounds_used"] == 5 and s["speedup_high"] == 2.5
+    assert res["ref"][1]["p99"] == 10.0
+
+
+def test_a_load_that_never_ends_stays_unstable_within_the_bound(run):
+    res = run(lambda c: 50.0, lambda c: 4.0, lambda i: 0.9)
+    s = res["art"][1]["stability"]
+    assert not s["stable"] and s["rounds_measured"] == POLICY.max_rounds and "other processes" in s["reason"]
+
+
+def test_without_a_policy_the_old_shape_is_kept():
+    runners = {"ref": Scripted(lambda c: 10.0), "art": Scripted(lambda c: 5.0)}
+    res = bench.benchmark(runners, SAMPLE, [1, 3], warmup=0, iterations=6, rounds=3)
+    assert set(res["art"]) == {1, 3} and "stability" not in res["art"][1]
+    assert res["art"][3]["throughput"] == pytest.approx(3 * 1e3 / 5.0)
+    assert "speedup_interval" not in bench.row_fields(res, "art", "ref")
