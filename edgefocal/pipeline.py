@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefocal import manifest, models, report as reporting
+from edgefocal.baseline import check_same_inputs, compare_reports, load_report
 from edgefocal.data import BuildData, held_out, load_data
 from edgefocal.errors import GateFailed, Interrupted
 from edgefocal.export import Exported, export
@@ -23,6 +24,7 @@ from edgefocal.recipe import Recipe
 from edgefocal.targets import auto_target, get_target
 from edgefocal.targets.base import Artifact, BuildContext, Target
 from edgefocal.verify.compare import artifact_subject, torch_subjects, verify
+from edgefocal.verify.stability import StabilityPolicy
 
 
 @dataclass
@@ -40,14 +42,18 @@ def build(recipe: Recipe, console=None) -> BuildResult:
     """Build, verify and gate every target of `recipe`; the output directory appears only on success."""
     progress, started = Progress(console), time.time()
     targets = prepare(recipe)
+    baseline = load_report(recipe.gates.baseline) if recipe.gates.baseline else None  # a bad path fails now
     threads = set_threads(recipe.bench.threads)
-    staged = StagedOutput(recipe.output)  # fails now, not after minutes of work, if unwritable
+    staged = StagedOutput(recipe.output)  # fails now, not after minutes of work, if unwritable or busy
     try:
         with staged:
             loaded = models.load(recipe.model)
             progress.log(f"model {loaded.name} ({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.2f}M "
                          f"params), input {tuple(loaded.data_config['input_size'])}")
             data = load_data(recipe, loaded.data_config, loaded.model.num_classes, progress)
+            inputs = reporting.identity(loaded, data)
+            if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
+                check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
             pruned = prune(loaded.model, data.calibration.images, recipe.prune, progress.log)
             progress.log("exporting ONNX (opset 18, dynamic batch)")
             exported = export(pruned.model, loaded.data_config["input_size"], data.eval.images[:16], staged.path)
@@ -56,11 +62,12 @@ def build(recipe: Recipe, console=None) -> BuildResult:
             artifacts = [a for t in targets for a in package(t, ctx, plan)]
             reference, pruned_runner = _torch_runners(loaded.model, pruned, threads)
             subjects = torch_subjects(reference, pruned_runner) + [artifact_subject(a, staged.path) for a in artifacts]
-            rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress)
-            gates = check_gates(recipe.gates, [r for r in rows if r.get("requested")])
-            report = reporting.assemble(loaded=loaded, recipe=recipe, data=data, exported=exported,
-                                        prune_stats=pruned.stats, plan=plan if recipe.precision == "int8" else None,
-                                        rows=rows, reference_device=reference.device, started=started)
+            rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
+                          StabilityPolicy.from_gates(recipe.gates))
+            report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
+                                        plan=plan if recipe.precision == "int8" else None, rows=rows,
+                                        reference_device=reference.device, threads=threads, started=started)
+            gates = gate(recipe, report, baseline)
             write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=report,
                                                    workdir=staged.path, onnx_fp32=exported.onnx), staged.path)
             final = staged.commit()
@@ -71,6 +78,17 @@ def build(recipe: Recipe, console=None) -> BuildResult:
         reporting.render(report, gates, console)
         console.print(f"[bold]wrote[/bold] {final} in {report['seconds']:.0f} s")
     return BuildResult(final, report, gates)
+
+
+def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:
+    """The recipe's bounds on the requested artifacts, and, given a baseline, the regression bounds (the
+    comparison is kept in the report for the summary and report.html)."""
+    gates = check_gates(recipe.gates, [r for r in report["rows"] if r.get("requested")])
+    if baseline is not None:
+        comparison = compare_reports(baseline, report, recipe.gates, f"baseline {recipe.gates.baseline}")
+        gates += comparison.results
+        report["baseline"] = comparison.to_dict()
+    return gates
 
 
 def prepare(recipe: Recipe) -> list[Target]:
@@ -124,7 +142,11 @@ def package(target: Target, ctx: BuildContext, plan: PrecisionPlan) -> list[Arti
 
 
 def write(report: dict, gates: list[GateResult], man: dict, out: Path) -> None:
+    """report.json, report.md, report.html and manifest.json, into the staging directory."""
+    from edgefocal.report_html import write_html
+
     reporting.write(report, gates, out)
+    write_html(report, gates, out)
     manifest.write(man, out)
 
 

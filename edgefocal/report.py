@@ -6,25 +6,39 @@ import time
 from pathlib import Path
 
 from edgefocal.gate import GateResult
+from edgefocal.summary import speedup_text, stability_text
 
 
-def assemble(*, loaded, recipe, data, exported, prune_stats: dict | None, plan, rows: list[dict],
-             reference_device: str, started: float) -> dict:
-    """The report of one build (report.json): what was built from what, and every row's figures."""
-    import torch
-
+def identity(loaded, data) -> dict:
+    """What a build was made from: the model and the exact eval and calibration sets (a baseline of other
+    inputs cannot be compared with)."""
     return {
         "model": {"name": loaded.name, "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "num_classes": loaded.model.num_classes,
                   "input_size": list(loaded.data_config["input_size"])},
-        "reference": {"device": reference_device, "gpu": torch.cuda.is_available()},
         "eval": {"name": data.eval.name, "count": len(data.eval), "fingerprint": data.eval.fingerprint},
         "calibration": {"name": data.calibration.name, "count": len(data.calibration),
                         "fingerprint": data.calibration.fingerprint},
+    }
+
+
+def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, rows: list[dict],
+             reference_device: str, threads: int, started: float) -> dict:
+    """The report of one build (report.json): what was built from what, where, and every row's figures."""
+    import torch
+
+    from edgefocal.baseline import machine_class
+    from edgefocal.manifest import machine
+
+    here = machine()
+    return {
+        **inputs,
+        "reference": {"device": reference_device, "gpu": torch.cuda.is_available()},
+        "machine": {**here, "class": machine_class(here)},
         "export": {"onnx_opset": exported.opset, "onnx_max_abs_diff_vs_torch": exported.max_abs_diff},
         "prune": prune_stats,
         "precision_plan": plan.summary() if plan is not None else None,
-        "bench": recipe.bench.model_dump(),
+        "bench": {**recipe.bench.model_dump(), "threads_used": threads},
         "rows": rows,
         "seconds": round(time.time() - started, 1),
     }
@@ -38,7 +52,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     batches = report["bench"]["batch_sizes"]
     header = ["artifact", "top-1", "drop pt", "agree", "cosine"]
     for b in batches:
-        header += [f"b{b} p50 ms", f"b{b} p99 ms", f"b{b} ×ref"]
+        header += [f"b{b} p50 ms", f"b{b} p99 ms", f"b{b} ×ref", f"b{b} stability"]
     header.append("MB")
     rows = []
     for r in report["rows"]:
@@ -51,8 +65,9 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         ]
         for b in batches:
             lat = (r.get("latency_ms") or {}).get(b)
-            speed = (r.get("speedup_vs_reference") or {}).get(b)
-            cells += [_fmt(lat and lat["p50"], ".2f"), _fmt(lat and lat["p99"], ".2f"), _fmt(speed, ".2f")]
+            timed = bool(r.get("latency_ms"))
+            cells += [_fmt(lat and lat["p50"], ".2f"), _fmt(lat and lat["p99"], ".2f"),
+                      speedup_text(r, b) if timed else "–", stability_text(r, b) if timed else "–"]
         cells.append(_fmt(r["size_bytes"] / 1e6 if r.get("size_bytes") else None, ".2f"))
         rows.append(cells)
     return header, rows

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from edgefocal.cli import main
@@ -73,8 +75,9 @@ def test_manifest_makes_the_build_reproducible(built):
 
 
 def test_failed_gate_exits_1_and_names_the_gate(fast_recipe, tmp_path, capsys):
+    # --on-unstable fail: on a busy machine the latency gate may be inconclusive, which must fail too
     code = run("build", "--recipe", fast_recipe, "--target", "onnxruntime", "--min-speedup", "1000",
-               "--batch-sizes", "1", "--output", tmp_path / "o")
+               "--on-unstable", "fail", "--batch-sizes", "1", "--output", tmp_path / "o")
     assert code == 1
     err = capsys.readouterr().err
     assert "min_speedup" in err and "bound 1000" in err
@@ -249,3 +252,32 @@ def test_engine_subcommand_without_tensorrt(tmp_path, tiny_focalnet, monkeypatch
     assert "no QuantizeLinear" in _error(capsys)
     assert run("engine", "--onnx", tmp_path / "missing.onnx", "--precision", "fp16") == 2
     assert "missing.onnx does not exist" in _error(capsys)
+
+
+def test_baseline_identical_build_passes_and_an_edited_baseline_fails(built, fast_recipe, tmp_path, capsys):
+    """Issue 9's bars through the CLI: a build gated against an identical earlier build passes; `compare`
+    against a copy whose INT8 agreement was 0.5 pt higher exits 1 naming artifact, figure, baseline, bound."""
+    _, out = built
+    assert run("build", "--recipe", fast_recipe, "--target", "openvino,onnxruntime", "--baseline", out,
+               "--output", tmp_path / "again") == 0  # latency gates may be inconclusive: on_unstable warn
+    report = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert report["baseline"]["passed"] and (tmp_path / "again" / "report.html").is_file()
+    edited = json.loads((out / "report.json").read_text())
+    next(r for r in edited["rows"] if r["label"] == "openvino int8")["agreement"] += 0.005
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "edited.json"), str(tmp_path / "again"),
+                 "--junit", str(tmp_path / "j.xml")]) == 1
+    printed = capsys.readouterr().out
+    assert "max_agreement_regression for openvino int8: 0.5 (bound 0.2, baseline" in printed
+    root = ET.parse(tmp_path / "j.xml").getroot()
+    assert root.get("failures") == "1" and "figure: 0.5" in next(root.iter("failure")).text
+
+
+def test_a_baseline_of_another_eval_set_is_exit_2(built, tmp_path, capsys):
+    _, out = built
+    other = json.loads((out / "report.json").read_text())
+    other["eval"]["fingerprint"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["compare", str(tmp_path / "other.json"), str(out)]) == 2
+    assert "was built from another eval set" in _error(capsys)

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
 from edgefocal.targets.base import Artifact, Runner
-from edgefocal.verify.bench import benchmark
+from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.evaluate import predict
 from edgefocal.verify.metrics import compare
 
@@ -44,8 +44,10 @@ def artifact_subject(art: Artifact, workdir: Path) -> Subject:
     return Subject(row, runner)
 
 
-def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None) -> list[dict]:
-    """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows."""
+def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
+           stability=None) -> list[dict]:
+    """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows.
+    With a `stability` policy (verify/stability.py) unstable latencies are re-measured and judged."""
     progress = progress or Progress()
     running = [s for s in subjects if s.runner is not None]
     for s in running:
@@ -59,20 +61,12 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
         timed = {s.row["label"]: s.runner for s in running if not s.row.get("no_latency")}
         with progress.task("benchmark", len(bench.batch_sizes) * bench.rounds * len(timed)) as advance:
             latency = benchmark(timed, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
-                                bench.iterations, bench.rounds, advance)
+                                bench.iterations, bench.rounds, advance, reference=running[0].row["label"],
+                                policy=stability)
     finally:
         for s in running:
             s.runner.close()
-    _add_latency([s.row for s in running], latency)
+    for s in running:
+        if s.row["label"] in latency:
+            s.row.update(row_fields(latency, s.row["label"], running[0].row["label"]))
     return [s.row for s in subjects]
-
-
-def _add_latency(rows: list[dict], latency: dict) -> None:
-    ref = latency[rows[0]["label"]]
-    for row in rows:
-        per_batch = latency.get(row["label"])
-        if per_batch is None:
-            continue
-        row["latency_ms"] = {b: {k: s[k] for k in ("p50", "p90", "p99", "mean")} for b, s in per_batch.items()}
-        row["throughput"] = {b: s["throughput"] for b, s in per_batch.items()}
-        row["speedup_vs_reference"] = {b: ref[b]["p50"] / s["p50"] for b, s in per_batch.items()}

@@ -63,9 +63,9 @@ def test_build_without_tensorrt_skips_engine_with_command(tiny_onnx, fmnist_cali
     # the printed command parses with the engine subcommand
     import shlex
 
-    from edgefocal.cli import _build_parser
+    from edgefocal.cli import build_parser
 
-    args = _build_parser().parse_args(shlex.split(cmd)[3:])
+    args = build_parser().parse_args(shlex.split(cmd)[3:])
     assert args.command == "engine" and args.batch == (1, 8, 32) and args.dla_core == 0
 
 

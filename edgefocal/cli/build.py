@@ -1,20 +1,15 @@
-"""Command line: `build`, `doctor`, `engine`. The one place that prints errors and picks exit codes:
-0 ok, 1 a gate failed, 2 bad input, 130 interrupted; any other exception is our bug and keeps its
-traceback."""
+"""`edgefocal build`: a recipe (or the default one) with flags overriding its fields, built, verified and
+gated (edgefocal/pipeline.py); --junit and --summary for CI."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from edgefocal.errors import BadInput, EdgefocalError
+from edgefocal.errors import BadInput
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgefocal", description="A trained FocalNet in, verified edge artifacts out.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command")
-
+def add_parser(sub) -> None:
     b = sub.add_parser("build", help="prune, quantize, export, verify and gate (default command)")
     b.add_argument("--recipe", type=Path, help="a YAML recipe (see recipes/); flags below override its fields")
     b.add_argument("--target", help="onnxruntime, openvino, tensorrt, coreml, auto, or a comma-separated list")
@@ -45,44 +40,41 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--require-engine", action="store_true", help="tensorrt: fail when no engine can be built here")
     b.add_argument("--output", "-o", type=Path, help="output directory (replaced atomically)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or table")
-
-    sub.add_parser("doctor", help="which targets this machine can build and run")
-    _add_engine_parser(sub)
-    return p
-
-
-def _batches(text: str) -> tuple[int, int, int]:
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX with 1 ≤ MIN ≤ OPT ≤ MAX, got '{text}'")
-    return parts[0], parts[1], parts[2]
+    b.add_argument("--baseline", type=Path, help="gate against a previous build (its report.json or output directory)")
+    add_regression_flags(b)
+    add_ci_output_flags(b)
 
 
-def _add_engine_parser(sub) -> None:
-    """`edgefocal engine`: build a TensorRT engine (and its sidecar) from an ONNX, on the device."""
-    p = sub.add_parser("engine", help="build a TensorRT engine from an ONNX (run on the Jetson/GPU)",
-                       description=_add_engine_parser.__doc__)
-    p.add_argument("--onnx", type=Path, required=True, help="ONNX to build (the Q/DQ ONNX for int8)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
-    p.add_argument("--output", type=Path, help="engine path (default: ONNX path with .engine)")
-    p.add_argument("--batch", type=_batches, default=(1, 8, 32), help="MIN,OPT,MAX batch of the profile (1,8,32)")
-    p.add_argument("--input-name", default="input")
-    p.add_argument("--workspace-mib", type=int, default=2048)
-    p.add_argument("--timing-cache", type=Path, help="timing cache file, created or reused")
-    p.add_argument("--dla-core", type=int, help="DLA core (Jetson AGX Orin: 0 or 1), GPU fallback on")
-    p.add_argument("--sparse-weights", action="store_true", help="allow 2:4 sparse kernels (pruned models)")
-    p.add_argument("--trtexec", type=Path, help="trtexec binary to use when the Python bindings are missing")
+def add_regression_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-top1-regression", type=float, help="points of top-1 an artifact may lose vs the baseline")
+    p.add_argument("--max-agreement-regression", type=float, help="points of agreement it may lose vs the baseline")
+    p.add_argument("--max-speedup-regression", type=float, help="fraction of its same-run speedup it may lose")
+    p.add_argument("--max-size-growth", type=float, help="fraction its size may grow")
+    p.add_argument("--on-unstable", choices=("fail", "warn"), help="what an inconclusive latency gate does")
 
 
-def _run_engine(args: argparse.Namespace) -> int:
-    from edgefocal.targets.tensorrt import engine_for_onnx
+def add_ci_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--junit", type=Path, help="write JUnit XML here (a testcase per gate per artifact)")
+    p.add_argument("--summary", type=Path, help="append markdown here (e.g. $GITHUB_STEP_SUMMARY)")
 
-    engine_for_onnx(args.onnx, args.precision, args.output, args.batch, args.input_name, args.workspace_mib,
-                    args.timing_cache, args.dla_core, args.sparse_weights, args.trtexec)
-    return 0
+
+REGRESSION_FLAGS = ("max_top1_regression", "max_agreement_regression", "max_speedup_regression", "max_size_growth",
+                    "on_unstable")
+
+
+def regression_overrides(args: argparse.Namespace) -> dict:
+    return {f"gates.{a}": getattr(args, a) for a in REGRESSION_FLAGS if getattr(args, a) is not None}
+
+
+def ci_outputs(args: argparse.Namespace, suite: str, gates, report: dict | None, comparison=None) -> None:
+    """--junit and --summary, written whether the gates passed or not (CI needs them most when not)."""
+    from edgefocal.junit import write_junit
+    from edgefocal.summary import append_summary, summary_markdown
+
+    if args.junit:
+        write_junit(args.junit, {suite: gates})
+    if args.summary and report is not None:
+        append_summary(args.summary, summary_markdown(report, gates, comparison))
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -99,6 +91,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         value = getattr(args, attr)
         if value is not None:
             o[key] = str(value) if isinstance(value, Path) else value
+    o.update(regression_overrides(args))
+    if args.baseline:
+        o["gates.baseline"] = str(args.baseline)
     if args.trust_checkpoint:
         o["model.trust_checkpoint"] = True
     if args.require_engine:
@@ -124,45 +119,23 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     return o
 
 
-def _run_build(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from edgefocal.pipeline import build, raise_on_failed_gates
-    from edgefocal.recipe import REPO_ROOT, load_recipe
+    from edgefocal.recipe import load_recipe
 
-    default = REPO_ROOT / "recipes" / "default.yaml"  # in a source checkout; else the built-in defaults
-    recipe = load_recipe(args.recipe or (default if default.is_file() else None), overrides_from_args(args))
+    recipe = load_recipe(args.recipe or default_recipe(), overrides_from_args(args))
     console = None if args.quiet else Console(width=None if sys.stdout.isatty() else 160)
     result = build(recipe, console)
+    ci_outputs(args, f"{result.report['model']['name']} build", result.gates, result.report)
     raise_on_failed_gates(result)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = _build_parser()
-    if not any(a in ("build", "doctor", "engine", "-h", "--help") for a in argv):
-        # `python -m edgefocal [flags]` means `build [flags]`
-        debug = ["--debug"] if "--debug" in argv else []
-        argv = [*debug, "build", *[a for a in argv if a != "--debug"]]
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "doctor":
-            from rich.console import Console
+def default_recipe() -> Path | None:
+    """recipes/default.yaml in a source checkout; else the built-in defaults."""
+    from edgefocal.recipe import REPO_ROOT
 
-            from edgefocal.doctor import render
-
-            return render(Console())
-        if args.command == "engine":
-            return _run_engine(args)
-        return _run_build(args)
-    except EdgefocalError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    default = REPO_ROOT / "recipes" / "default.yaml"
+    return default if default.is_file() else None
