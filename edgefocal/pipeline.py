@@ -54,11 +54,13 @@ def build(recipe: Recipe, console=None) -> BuildResult:
             inputs = reporting.identity(loaded, data)
             if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
                 check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
-            pruned = prune(loaded.model, data.calibration.images, recipe.prune, progress.log)
+            pruned = prune(loaded.model, data.calibration.images, prune_spec(recipe, loaded, data, targets, threads,
+                                                                             progress.log), progress.log)
             progress.log("exporting ONNX (opset 18, dynamic batch)")
             exported = export(pruned.model, loaded.data_config["input_size"], data.eval.images[:16], staged.path)
             plan = plan_precision(_onnx(exported), recipe.quantize.preset, recipe.quantize.float_modules)
             ctx = context(recipe, loaded, data, exported, pruned.stats, staged.path, threads, progress)
+            plan = search_precision(recipe, targets, ctx, plan, data, _onnx(exported))
             artifacts = [a for t in targets for a in package(t, ctx, plan)]
             reference, pruned_runner = _torch_runners(loaded.model, pruned, threads)
             subjects = torch_subjects(reference, pruned_runner) + [artifact_subject(a, staged.path) for a in artifacts]
@@ -106,6 +108,19 @@ def prepare(recipe: Recipe) -> list[Target]:
     return targets
 
 
+def prune_spec(recipe: Recipe, loaded, data: BuildData, targets: list[Target], threads: int, log):
+    """The recipe's pruning, with stage weights measured on the first target when it asks for a latency
+    allocation (a given accuracy cost then buys the most speed on that runtime)."""
+    from edgefocal.verify.profile import stage_latency_weights
+
+    spec = recipe.prune
+    if spec.method != "channels" or spec.allocation != "latency" or spec.stage_weights or spec.stage_ratios:
+        return spec
+    weights = stage_latency_weights(loaded.model, loaded.data_config["input_size"], data.calibration.images,
+                                    targets[0].name, threads, log)
+    return spec.model_copy(update={"stage_weights": weights}) if weights else spec
+
+
 def set_threads(threads: int | None) -> int:
     import torch
 
@@ -128,6 +143,46 @@ def context(recipe: Recipe, loaded, data: BuildData, exported: Exported, prune_s
                         class_names=loaded.class_names, calibration=data.calibration.images,
                         onnx_fp32=exported.onnx, workdir=workdir, num_threads=threads, log=progress.log,
                         validation=validation, sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
+
+
+def target_agreement(recipe: Recipe) -> float | None:
+    """quantize.target_agreement, with "auto" just above the min_agreement gate (the search chooses on other
+    images than the gate is measured on)."""
+    t = recipe.quantize.target_agreement
+    if t != "auto":
+        return t
+    return min(0.9999, (recipe.gates.min_agreement or 0.99) + 0.001)
+
+
+def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, plan: PrecisionPlan,
+                     data: BuildData, onnx_model) -> PrecisionPlan:
+    """Mixed precision (quantize/mixed.py) on the requested targets this machine can run: the plan with the
+    parts float that held-out agreement needs, within the latency budget."""
+    from edgefocal.quantize import probe
+    from edgefocal.quantize.mixed import choose
+    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.verify.evaluate import predict
+
+    target = target_agreement(recipe)
+    spec = recipe.quantize
+    if recipe.precision != "int8" or target is None or spec.max_agreement_drop is not None:
+        return plan
+    probes = [p for t in targets if (p := probe(t.name, t.quantizer_input(ctx), plan, ctx)) is not None]
+    if not probes:
+        ctx.log("mixed precision: no requested target runs here; the preset plan stands")
+        return plan
+    held = held_out(data, spec.selection_size + spec.validation_size, recipe.calibration.seed + 1,
+                    ctx.data_config)
+    logits = predict(TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads), held.images)
+    cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
+    ctx.log(f"mixed precision: target agreement {target:.4f} on {cut} held-out images "
+            f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%}")
+    result = choose(probes, plan, onnx_model, (held.images[:cut], logits[:cut]), (held.images[cut:], logits[cut:]),
+                    target, spec.max_latency_cost, ctx.log)
+    result.plan.search = result.summary()
+    ctx.log(f"mixed precision: {len(result.chosen)} parts float, selection {result.selection['agreement']:.4f}, "
+            f"validation {result.validation['agreement']:.4f} ({result.seconds:.0f} s)")
+    return result.plan
 
 
 def package(target: Target, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:

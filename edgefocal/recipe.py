@@ -45,9 +45,17 @@ class QuantizeSpec(Strict):
 
     preset: Literal["focalnet", "all", "gemm-only"] = "focalnet"  # which FocalNet roles run INT8 (policy.py)
     float_modules: list[str] = []  # regexes over torch module paths kept float, e.g. "layers\\.3\\..*fc2$"
+    # activation ranges: min-max over the calibration set (measured on FocalNets: NNCF's transformer default,
+    # mean of per-image quantiles, clips the rare large post-LayerNorm values that decide near-ties)
+    range_estimator: Literal["min_max", "nncf_default"] = "min_max"
     fast_bias_correction: bool = True
-    max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)
-    validation_size: int = Field(default=1000, ge=10)  # held-out calibration-source images for accuracy control
+    # mixed precision (quantize/mixed.py): keep the parts whose INT8 costs most agreement per ms float until
+    # held-out agreement with FP32 reaches this; "auto": gates.min_agreement + 0.001; null: no search
+    target_agreement: float | Literal["auto"] | None = "auto"
+    max_latency_cost: float = Field(default=0.03, ge=0, le=1)  # of the INT8 latency, for the parts kept float
+    selection_size: int = Field(default=2000, ge=10)  # held-out images the search chooses on
+    validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
+    max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)  # NNCF's accuracy control instead
 
     @field_validator("float_modules")
     @classmethod
@@ -70,6 +78,9 @@ class PruneSpec(Strict):
     ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # channels: fraction of the model's MACs removed
     stage_ratios: list[float] | None = None  # channels: fraction of each stage's MACs, instead of ratio
     stage_weights: list[float] | None = None  # channels: relative channel fraction per stage under `ratio`
+    # channels, without stage_weights/stage_ratios: "latency" weights each stage by the INT8 target's measured
+    # time per MAC there (verify/profile.py); "macs" cuts the same channel fraction everywhere
+    allocation: Literal["latency", "macs"] = "latency"
     # (early, high-resolution stages carry most LayerNorm/GELU/depthwise time: weighting them up buys latency)
     exclude: list[str] = []  # regexes over module names left untouched (e.g. "layers\\.3\\.", "mlp$")
     groups: list[Literal["mlp", "modulator", "context"]] = ["mlp", "modulator", "context"]

@@ -107,9 +107,32 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         p = report["prune"]
         lines += ["", "## Pruning", "", f"- method {p.get('method')}, MACs {p.get('macs_before')} → {p.get('macs_after')}, "
                   f"params {p.get('params_before')} → {p.get('params_after')}"]
+    lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
     return "\n".join(lines) + "\n"
+
+
+def precision_section(plan: dict | None, top: int = 10) -> list[str]:
+    """report.md's precision plan: the policy, the parts kept float and why, the mixed-precision search's
+    selection and validation agreement, and the costliest parts."""
+    if not plan:
+        return []
+    lines = ["", "## Precision plan", "", f"- policy `{plan['policy']}`; float weighted modules: "
+             + (", ".join(f"`{m}`" for m in plan["float_modules"]) or "none")]
+    search = plan.get("mixed_precision")
+    if search:
+        lines.append(f"- mixed precision on {', '.join(search['measured_on'])}: target {search['target_agreement']:.4f}; "
+                     f"kept float {', '.join(f'`{m}`' for m in search['chosen']) or 'nothing'}; selection agreement "
+                     f"{search['selection'].get('agreement', 0):.4f} ({search['selection']['images']} images), validation "
+                     f"{search['validation']['agreement']:.4f} ({search['validation']['images']} other images); "
+                     f"{search['seconds']:.0f} s")
+    if plan.get("sensitivity"):
+        lines += ["", "| part | module | agreement cost (pt) | KL cost | latency share |", "|---|---|---|---|---|"]
+        for r in plan["sensitivity"][:top]:
+            share = "–" if r.get("latency_share") is None else f"{r['latency_share']:.2%}"
+            lines.append(f"| {r['label']} | `{r['module']}` | {r['agreement_cost'] * 100:+.2f} | {r['kl_cost']:.2e} | {share} |")
+    return lines
 
 
 def render(report: dict, gates: list[GateResult], console) -> None:

@@ -164,12 +164,28 @@ def _gates(gates: list[GateResult]) -> str:
     return f'<table class="gates"><tr>{head}</tr>' + "".join(rows) + "</table>"
 
 
+def sensitivity_chart(rows: list[dict], top: int = 20) -> str:
+    """The costliest INT8 parts (KL bought back by keeping each float), in FocalNet terms, with each part's
+    share of the INT8 latency beside its bar: what the mixed-precision search traded."""
+    rows = sorted(rows, key=lambda r: -r["kl_cost"])[:top][::-1]
+    fig = _figure((7.2, 0.3 * len(rows) + 1.2))
+    ax = fig.add_subplot()
+    ax.barh([r["label"] for r in rows], [r["kl_cost"] for r in rows], color="#4c72b0")
+    for i, r in enumerate(rows):
+        if r.get("latency_share") is not None:
+            ax.text(max(r["kl_cost"], 0), i, f"  {r['latency_share']:.1%} of latency", va="center", fontsize=7)
+    ax.set_xlabel("KL(FP32 ‖ INT8) bought back by keeping the part float")
+    return _svg(fig)
+
+
 def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
     gates = [g if isinstance(g, GateResult) else from_dict(g) for g in (report.get("gates", []) if gates is None else gates)]
     charts = [("agreement-vs-latency", "Agreement with FP32 against latency", agreement_vs_latency(report)),
               ("latency-distributions", "Latency per batch size (interleaved rounds)", latency_distributions(report))]
     if (ba := before_after(report)) is not None:
         charts.append(("before-after", "Against the baseline", ba))
+    if (plan := report.get("precision_plan") or {}).get("sensitivity"):
+        charts.append(("sensitivity", "INT8 sensitivity by FocalNet part", sensitivity_chart(plan["sensitivity"])))
     base = report.get("baseline") or {}
     notes = [f"{k}: {v}" for k, v in (("reference", report["reference"]["device"]),
                                       ("eval", f"{report['eval']['name']} ({report['eval']['count']} images)"))]

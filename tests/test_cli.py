@@ -18,6 +18,7 @@ FAST = """
 calibration: {source: fashion-mnist, split: train, size: 64}
 eval: {source: fashion-mnist, split: test, size: 300}
 bench: {batch_sizes: [1, 4], warmup: 1, iterations: 3, rounds: 1}
+quantize: {target_agreement: null}  # the mixed-precision search has tests of its own
 """
 
 
@@ -223,7 +224,8 @@ def test_pruned_build_reports_what_pruning_cost(fast_recipe, tmp_path):
 def test_accuracy_control_reverts_layers_until_agreement_holds(tmp_path):
     """--max-agreement-drop: NNCF accuracy control with agreement vs FP32 as the metric."""
     recipe = tmp_path / "ac.yaml"
-    recipe.write_text(FAST.replace("size: 64", "size: 300") + "quantize: {max_agreement_drop: 0.003, validation_size: 200}\n")
+    recipe.write_text(FAST.replace("size: 64", "size: 300").replace(
+        "quantize: {target_agreement: null}", "quantize: {max_agreement_drop: 0.003, validation_size: 200}"))
     out = tmp_path / "ac"
     assert run("build", "--recipe", recipe, "--target", "openvino", "--eval-size", 2000, "--batch-sizes", "1",
                "--output", out) == 0

@@ -18,6 +18,7 @@ TINY = """targets: [onnxruntime]
 calibration: {source: fashion-mnist, split: train, size: 32}
 eval: {source: fashion-mnist, split: test, size: 100}
 bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1}
+quantize: {target_agreement: null}
 """
 # what cli.main does once integrated: sigterm_raises() around the command, Terminated -> 143
 BUILD = """import sys

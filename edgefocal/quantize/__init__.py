@@ -14,7 +14,7 @@ from edgefocal.quantize.policy import PRESETS, PrecisionPlan, plan_precision
 if TYPE_CHECKING:
     from edgefocal.targets.base import BuildContext
 
-__all__ = ["PRESETS", "PrecisionPlan", "Quantized", "plan_precision", "quantize"]
+__all__ = ["PRESETS", "PrecisionPlan", "Quantized", "plan_precision", "probe", "quantize"]
 
 
 @dataclass
@@ -40,8 +40,7 @@ def quantize(target: str, float_model: Any, plan: PrecisionPlan, ctx: "BuildCont
     if target == "tensorrt":
         from edgefocal.quantize import tensorrt_qdq
 
-        model, info = tensorrt_qdq.quantize(Path(float_model), plan, ctx.calibration, spec.fast_bias_correction,
-                                            ctx.log)
+        model, info = tensorrt_qdq.quantize(Path(float_model), plan, ctx.calibration, spec, ctx.log)
         return Quantized(model, info)
     if target == "coreml":
         import tempfile
@@ -53,3 +52,16 @@ def quantize(target: str, float_model: Any, plan: PrecisionPlan, ctx: "BuildCont
                                           [n for n, _ in ctx.model.named_modules()], Path(scratch), ctx.log)
         return Quantized(model, info)
     raise ValueError(f"no quantizer for target {target}")  # targets/__init__.py lists every target
+
+
+def probe(target: str, float_model: Any, plan: PrecisionPlan, ctx: "BuildContext"):
+    """A mixed-precision Probe (quantize/mixed.py) of `target`: its all-INT8 model under `plan`, able to run
+    variants with parts float on this machine's runtime; None where no runtime can (Core ML off macOS)."""
+    from edgefocal.quantize.surgery import onnx_probe, openvino_probe
+
+    if target not in ("openvino", "onnxruntime", "tensorrt"):
+        return None
+    int8 = quantize(target, float_model, plan, ctx).model
+    if target == "openvino":
+        return openvino_probe(int8, float_model, ctx.num_threads)
+    return onnx_probe(target, int8, ctx.onnx_fp32, ctx.num_threads)

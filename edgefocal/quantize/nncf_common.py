@@ -59,3 +59,14 @@ def validation_dataset(validation: tuple[np.ndarray, np.ndarray]):
     nncf = require("nncf", "quantize")
     images, reference = validation
     return nncf.Dataset([(images[i: i + 1], reference[i: i + 1]) for i in range(len(images))])
+
+
+def advanced_parameters(spec, **fields):
+    """NNCF's AdvancedQuantizationParameters for the recipe: the activation range estimator, plus `fields`."""
+    require("nncf", "quantize")
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if spec.range_estimator == "min_max":
+        fields["activations_range_estimator_params"] = RangeEstimatorParametersSet.MINMAX
+    return AdvancedQuantizationParameters(**fields)

@@ -79,6 +79,9 @@ class PrecisionPlan:
 
     preset: str
     parts: list[Part] = field(default_factory=list)
+    forced: list[str] = field(default_factory=list)  # the float_modules regexes asked for
+    sensitivity: list[dict] = field(default_factory=list)  # per part, when measured (quantize/mixed.py)
+    search: dict | None = None  # what the mixed-precision search chose, and how it validated
 
     def nodes(self, int8: bool, roles_: tuple[str, ...] | None = None) -> list[str]:
         """ONNX node names of the INT8 (or float) parts, optionally of some roles only."""
@@ -104,9 +107,15 @@ class PrecisionPlan:
         return [p.module for p in self.parts if not p.int8 and p.role in WEIGHTED_ROLES]
 
     def summary(self) -> dict:
-        return {"policy": self.preset, "float_modules": self.float_modules(),
-                "int8_roles": self.role_counts(True), "float_roles": self.role_counts(False),
-                "float_parts": [{"module": p.module, "role": p.role, "why": p.why} for p in self.parts if not p.int8]}
+        """report.json's precision_plan section."""
+        out = {"policy": self.preset, "float_modules": self.float_modules(),
+               "int8_roles": self.role_counts(True), "float_roles": self.role_counts(False),
+               "float_parts": [{"module": p.module, "role": p.role, "why": p.why} for p in self.parts if not p.int8],
+               "sensitivity": self.sensitivity}
+        if self.search is not None:
+            out["mixed_precision"] = self.search
+            out["validation_agreement"] = self.search.get("validation_agreement")
+        return out
 
 
 def plan_precision(onnx_model, preset: str = "focalnet", float_modules: list[str] | None = None) -> PrecisionPlan:
@@ -120,7 +129,7 @@ def plan_precision(onnx_model, preset: str = "focalnet", float_modules: list[str
         raise BadInput("the ONNX graph has no FocalNet modules the precision policy knows (stem, f, h, proj, fc1, ...)",
                        hint="export a timm FocalNet with edgefocal's exporter, which keeps module paths in the graph")
     patterns = [re.compile(p) for p in float_modules or []]
-    plan = PrecisionPlan(chosen.name)
+    plan = PrecisionPlan(chosen.name, forced=list(float_modules or []))
     for (module, role), nodes in parts.items():
         forced = any(p.search(module) for p in patterns)
         int8 = role in chosen.int8_roles and not forced

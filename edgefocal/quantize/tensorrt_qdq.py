@@ -31,39 +31,29 @@ from edgefocal.errors import BadInput
 from edgefocal.quantize.policy import WEIGHTED_ROLES, PrecisionPlan
 
 
-def _nncf_quantize(model, calibration: np.ndarray, ignored: list[str], fast_bias_correction: bool):
+def _nncf_quantize(model, calibration: np.ndarray, ignored: list[str], spec):
     nncf = require("nncf", "quantize")
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.parameters import ModelType
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters,
-        AdvancedSmoothQuantParameters,
-        QuantizationParameters,
-    )
+    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters, QuantizationParameters
+
+    from edgefocal.quantize.nncf_common import advanced_parameters, dataset, quiet_nncf
 
     input_name = model.graph.input[0].name
-    dataset = nncf.Dataset([calibration[i: i + 1] for i in range(len(calibration))], lambda x: {input_name: x})
-    advanced = AdvancedQuantizationParameters(
-        activations_quantization_params=QuantizationParameters(
-            mode=QuantizationScheme.SYMMETRIC, per_channel=False),
+    advanced = advanced_parameters(
+        spec,
+        activations_quantization_params=QuantizationParameters(mode=QuantizationScheme.SYMMETRIC, per_channel=False),
         weights_quantization_params=QuantizationParameters(mode=QuantizationScheme.SYMMETRIC, per_channel=True),
         smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
     )
-    import logging
-
-    from nncf.common.logging import nncf_logger
-
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.WARNING)  # one INFO line per ignored node otherwise
-    try:
+    with quiet_nncf():
         return nncf.quantize(
-            model, dataset, subset_size=len(calibration), preset=nncf.QuantizationPreset.PERFORMANCE,
-            model_type=ModelType.TRANSFORMER, fast_bias_correction=fast_bias_correction,
+            model, dataset(calibration, lambda x: {input_name: x}), subset_size=len(calibration),
+            preset=nncf.QuantizationPreset.PERFORMANCE, model_type=ModelType.TRANSFORMER,
+            fast_bias_correction=spec.fast_bias_correction,
             ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
             advanced_parameters=advanced,
         )
-    finally:
-        nncf_logger.setLevel(level)
 
 
 def _amax(model, tensors: list[str], calibration: np.ndarray, batch: int = 64) -> dict[str, float]:
@@ -140,7 +130,7 @@ def _fusion_sites(model, plan: PrecisionPlan) -> list[tuple[str, object, str]]:
     return sites
 
 
-def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, fast_bias_correction: bool = True,
+def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, spec=None,
              log: Callable[[str], None] = print) -> tuple[object, dict]:
     """A TensorRT-conformant INT8 Q/DQ ONNX (in memory) of `onnx_fp32` under `plan`, and placement facts."""
     import onnx
@@ -150,8 +140,10 @@ def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, fast
         raise BadInput("INT8 for TensorRT needs calibration images, none were given",
                        hint="set calibration: in the recipe (e.g. calibration: fmnist-train-300)")
     log(f"TensorRT Q/DQ under policy '{plan.preset}': INT8 {plan.role_counts(True)}, float {plan.role_counts(False)}")
+    from edgefocal.recipe import QuantizeSpec
+
     q = _nncf_quantize(onnx.load(str(onnx_fp32)), np.ascontiguousarray(calibration, dtype=np.float32),
-                       plan.nodes(int8=False), fast_bias_correction)
+                       plan.nodes(int8=False), spec or QuantizeSpec())
     sites = _fusion_sites(q, plan)
     if sites:
         amax = _amax(q, sorted({t for t, _, _ in sites}), calibration)

@@ -24,6 +24,17 @@ def cosine_similarity(logits: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
+def mean_kl(reference: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL(softmax(reference) ‖ softmax(logits)) per sample: how far the answers moved, also where the
+    top-1 class did not flip (a finer signal than agreement on few images)."""
+    def log_softmax(z):
+        z = z.astype(np.float64) - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp, lq = log_softmax(reference), log_softmax(logits)
+    return float(np.mean((np.exp(lp) * (lp - lq)).sum(1)))
+
+
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 

@@ -1,0 +1,136 @@
+"""Automatic mixed precision on a latency budget: which INT8 parts of a FocalNet to keep float so that
+agreement with FP32 reaches a target, at the least measured latency cost.
+
+1. Quantize once under the preset plan; from that one calibrated model, make every part float by surgery
+   (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
+   quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
+   (`sensitivity`). Measure each part's latency cost on the runtime's own profile: its ms in the FP32
+   model minus its ms in the INT8 model (verify/profile.py).
+2. Keep parts float in order of KL bought per ms, re-measuring the combination each time, until the
+   selection agreement reaches the target or the latency budget (a fraction of the INT8 latency) is spent.
+3. Validate the chosen set on other held-out images it was not chosen on, and report selection,
+   validation (and, in the report, eval) agreement separately.
+The decision is a list of module paths that goes into the one precision plan (policy.py), so every target
+is then quantized by its own quantizer with those parts float."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from edgefocal.quantize.policy import PrecisionPlan, plan_precision
+from edgefocal.verify.metrics import agreement, mean_kl
+
+
+@dataclass
+class Probe:
+    """One target's all-INT8 model, able to run variants with some parts float, and to profile them."""
+
+    target: str
+    logits: Callable[[frozenset, np.ndarray], np.ndarray]  # (float node names, images) -> logits
+    module_ms: Callable[[bool, np.ndarray], dict[str, float]]  # (int8?, sample) -> ms per module at batch 1
+
+
+@dataclass
+class MixedPrecision:
+    plan: PrecisionPlan
+    measured_on: list[str]
+    target_agreement: float
+    sensitivity: list[dict] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)  # module paths kept float by the search
+    selection: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    budget: dict = field(default_factory=dict)
+    reached: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"measured_on": self.measured_on, "target_agreement": self.target_agreement,
+                "chosen": self.chosen, "selection": self.selection, "validation_agreement":
+                self.validation.get("agreement"), "validation": self.validation, "budget": self.budget,
+                "reached": self.reached, "seconds": round(self.seconds, 1)}
+
+
+def _parts(plan: PrecisionPlan):
+    return [p for p in plan.parts if p.int8]
+
+
+def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray) -> tuple[dict[str, float], float]:
+    """ms each INT8 part would add if float (max over the probed runtimes), and the INT8 total, at batch 1."""
+    costs: dict[str, float] = {}
+    total = 0.0
+    for probe in probes:
+        int8, fp32 = probe.module_ms(True, sample), probe.module_ms(False, sample)
+        total = max(total, sum(int8.values()))
+        for p in _parts(plan):
+            costs[p.module] = max(costs.get(p.module, 0.0), fp32.get(p.module, 0.0) - int8.get(p.module, 0.0))
+    return {m: max(c, 0.0) for m, c in costs.items()}, total
+
+
+def _worst(probes: list[Probe], float_nodes: frozenset, images: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(lowest agreement, highest mean KL) over the probed runtimes for one variant."""
+    results = [(agreement(lg, ref), mean_kl(ref, lg)) for lg in (p.logits(float_nodes, images) for p in probes)]
+    return min(a for a, _ in results), max(k for _, k in results)
+
+
+def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, ref: np.ndarray,
+                latency_ms: dict[str, float], total_ms: float) -> list[dict]:
+    """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8)."""
+    base_agree, base_kl = _worst(probes, frozenset(), images, ref)
+    rows = []
+    for part in _parts(plan):
+        agree, kl = _worst(probes, frozenset(part.nodes), images, ref)
+        rows.append({"module": part.module, "role": part.role, "label": part.label,
+                     "agreement_cost": round(agree - base_agree, 5), "kl_cost": float(base_kl - kl),
+                     "latency_cost_ms": round(latency_ms.get(part.module, 0.0), 4),
+                     "latency_share": round(latency_ms.get(part.module, 0.0) / total_ms, 4) if total_ms else None})
+    return sorted(rows, key=lambda r: -r["kl_cost"])
+
+
+def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
+           validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
+           log=print) -> MixedPrecision:
+    """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything else."""
+    started = time.time()
+    latency_ms, total_ms = _latency_costs(probes, plan, selection[0])
+    sens = sensitivity(probes, plan, *selection, latency_ms, total_ms)
+    result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
+    by_module = {p.module: p for p in _parts(plan)}
+    chosen: list[str] = []
+    spent, budget = 0.0, max_latency_cost * total_ms
+    agree, _ = _worst(probes, frozenset(), *selection)
+    result.selection = {"images": len(selection[0]), "agreement_int8": agree}
+    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / max(r["latency_cost_ms"], 1e-3))
+    for row in ranked:
+        if agree >= target_agreement:
+            break
+        if spent + row["latency_cost_ms"] > budget:
+            continue
+        chosen.append(row["module"])
+        spent += row["latency_cost_ms"]
+        nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
+        agree, _ = _worst(probes, nodes, *selection)
+        log(f"mixed precision: {row['label']} float (+{row['latency_cost_ms']:.3f} ms) → selection agreement {agree:.4f}")
+    nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
+    result.chosen, result.reached = chosen, agree >= target_agreement
+    result.selection["agreement"] = agree
+    result.validation = {"images": len(validation[0]), "agreement": _worst(probes, nodes, *validation)[0],
+                         "agreement_int8": _worst(probes, frozenset(), *validation)[0]}
+    result.budget = {"max_latency_cost": max_latency_cost, "int8_ms": round(total_ms, 4), "spent_ms": round(spent, 4)}
+    result.plan = _with_float(onnx_model, plan, chosen)
+    result.plan.sensitivity = sens
+    result.seconds = time.time() - started
+    return result
+
+
+def _with_float(onnx_model, plan: PrecisionPlan, chosen: list[str]) -> PrecisionPlan:
+    """The plan again, with the chosen modules float and saying why."""
+    new = plan_precision(onnx_model, plan.preset, plan.forced + [f"^{re.escape(m)}$" for m in chosen])
+    new.forced = list(plan.forced)
+    picked = set(chosen)
+    new.parts = [replace(p, why="mixed precision (measured sensitivity)") if p.module in picked and not p.int8
+                 and p.why == "quantize.float_modules" else p for p in new.parts]
+    return new

@@ -1,0 +1,198 @@
+"""Putting some parts of an INT8 model back in float, without quantizing again: the unit of the mixed-
+precision search (quantize/mixed.py), which tries many such variants of one calibrated model.
+
+A part goes float when its inputs stop being quantized: an activation is read before its quantizer, a
+weight is the FP32 one again (from the FP32 model, matched by node name — export names every node after
+its torch module, and the quantizers keep those names). Two graph forms:
+- Q/DQ ONNX (ONNX Runtime's U8S8, TensorRT's S8S8): a DequantizeLinear feeding the node is bypassed.
+- OpenVINO IR from NNCF: a FakeQuantize on the activation path is bypassed, the compressed weight
+  (int8 Constant → Convert → Multiply) replaced by the FP32 Constant.
+Hand-written because neither NNCF nor ONNX Runtime can drop quantizers from a calibrated model by node."""
+from __future__ import annotations
+
+from typing import Iterable
+
+TRANSPARENT = ("Transpose", "Reshape")
+
+
+def qdq_onnx_with_float(qdq_model, fp32_model, float_nodes: Iterable[str]):
+    """A copy of a Q/DQ ONNX where the named nodes read float inputs; unused Q/DQ nodes are removed.
+    None when none of them read a quantized input (the variant is the INT8 model itself)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq_model)
+    wanted = set(float_nodes)
+    g = m.graph
+    producer = {o: n for n in g.node for o in n.output}
+    fp_nodes = {n.name: n for n in fp32_model.graph.node}
+    fp_inits = {i.name: i for i in fp32_model.graph.initializer}
+    have = {i.name for i in g.initializer}
+    changed = False
+    for node in g.node:
+        if node.name not in wanted:
+            continue
+        for i, tensor in enumerate(node.input):
+            dq = producer.get(tensor)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            changed = True
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+            elif node.name in fp_nodes and i < len(fp_nodes[node.name].input):
+                node.input[i] = _float_weight(g, fp_inits, fp_nodes[node.name].input[i], have)
+    if not changed:
+        return None
+    _remove_unused(g)
+    return m
+
+
+def _float_weight(g, fp_inits: dict, name: str, have: set[str]) -> str:
+    """The FP32 initializer `name` in `g`, renamed where the quantizer reuses the name for its DQ output."""
+    import onnx
+
+    if name not in fp_inits:
+        return name
+    outputs = {o for n in g.node for o in n.output}
+    new = name if name not in outputs else f"{name}.fp32"
+    if new not in have:
+        init = onnx.TensorProto()
+        init.CopyFrom(fp_inits[name])
+        init.name = new
+        g.initializer.append(init)
+        have.add(new)
+    return new
+
+
+def _remove_unused(g) -> None:
+    needed = {o.name for o in g.output}
+    kept = []
+    for node in reversed(list(g.node)):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del g.node[:]
+    g.node.extend(reversed(kept))
+    inits = [i for i in g.initializer if i.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+
+
+def ov_with_float(ov_int8, ov_fp32, float_nodes: Iterable[str]):
+    """A copy of an NNCF-quantized ov.Model where the ops named after `float_nodes` (ONNX node names; an
+    OpenVINO op keeps its node's name, with suffixes like `/WithoutBiases`) read float inputs. None when
+    none of them read a quantized input."""
+    import openvino as ov
+
+    model = ov_int8.clone()
+    fp32_ops = {op.get_friendly_name(): op for op in ov_fp32.get_ordered_ops()}
+    prefixes = tuple(set(float_nodes))
+    changed = False
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        if not name.startswith(prefixes) or op.get_type_name() in ("FakeQuantize", "Constant"):
+            continue
+        if not any(name == p or name.startswith(p + "/") for p in prefixes):
+            continue
+        for i, port in enumerate(op.inputs()):
+            src = port.get_source_output().get_node()
+            if src.get_friendly_name().endswith(f"/fq_weights_{i}"):  # NNCF's decompressed INT8 weight
+                weight = fp32_ops[name].input_value(i).get_node()
+                port.replace_source_output(ov.opset13.constant(weight.get_data()).output(0))
+                changed = True
+                continue
+            while src.get_type_name() in TRANSPARENT:
+                port, src = src.input(0), src.input_value(0).get_node()
+            if src.get_type_name() == "FakeQuantize":
+                port.replace_source_output(src.input_value(0))
+                changed = True
+    if not changed:
+        return None
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+def onnx_probe(target: str, qdq_model, fp32_path, threads: int | None = None):
+    """A mixed-precision Probe (quantize/mixed.py) over a Q/DQ ONNX, run and profiled in ONNX Runtime's CPU
+    provider (for TensorRT, ONNX Runtime stands in: the engine cannot run here)."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from edgefocal.quantize.mixed import Probe
+    from edgefocal.verify.profile import by_module, onnxruntime_op_times
+
+    fp32 = onnx.load(str(fp32_path))
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+
+    def run(model, images):
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: images[i:i + 500]})[0] for i in range(0, len(images), 500)])
+
+    def logits(float_nodes, images):
+        variant = qdq_onnx_with_float(qdq_model, fp32, float_nodes) if float_nodes else None
+        return run(variant, images) if variant is not None else _cached(base, images, lambda: run(qdq_model, images))
+
+    base: dict = {}
+
+    def module_ms(int8: bool, sample: np.ndarray):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "m.onnx"
+            onnx.save(qdq_model if int8 else fp32, str(path))
+            return by_module(onnxruntime_op_times(path, sample[:1], threads))
+
+    return Probe(target, logits, module_ms)
+
+
+def openvino_probe(ov_int8, ov_fp32, threads: int | None = None):
+    """A mixed-precision Probe over an NNCF-quantized ov.Model, run and profiled by OpenVINO's CPU plugin."""
+    import numpy as np
+    import openvino as ov
+
+    from edgefocal.quantize.mixed import Probe
+    from edgefocal.verify.profile import by_module, openvino_op_times
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
+
+    def logits(float_nodes, images):
+        variant = ov_with_float(ov_int8, ov_fp32, float_nodes) if float_nodes else None
+        return run(variant, images) if variant is not None else _cached(base, images, lambda: run(ov_int8, images))
+
+    base: dict = {}
+
+    def run(model, images):
+        model = model.clone()
+        batch = min(500, len(images))
+        model.reshape({model.inputs[0]: [batch, *images.shape[1:]]})
+        request = core.compile_model(model, "CPU", config).create_infer_request()
+        out = []
+        for i in range(0, len(images), batch):
+            chunk = images[i:i + batch]
+            if len(chunk) < batch:  # static shape: pad the last chunk
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            request.infer({0: chunk})
+            out.append(request.get_output_tensor(0).data.copy()[: len(images) - i])
+        return np.concatenate(out)
+
+    def module_ms(int8: bool, sample: np.ndarray):
+        return by_module(openvino_op_times(ov_int8 if int8 else ov_fp32, sample[:1], threads,
+                                           None if int8 else "f32"))
+
+    return Probe("openvino", logits, module_ms)
+
+
+def _cached(cache: dict, images, compute):
+    """The INT8 model's own logits, computed once per image set (most parts change nothing on some runtime:
+    OpenVINO leaves residual adds unquantized, for instance)."""
+    key = (id(images), len(images))
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
