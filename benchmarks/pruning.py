@@ -159,7 +159,7 @@ def default_part(quick: bool, workdir: Path, lines: list[str]):
     a_dense, a_pruned = top1_ov(q_dense, images, labels), top1_ov(q_pruned, images, labels)
     lat = latency_side_by_side({"unpruned": q_dense, "pruned": q_pruned}, images, (1, 8), 3 if quick else 5, 50 if quick else 200)
     s = pruned30.stats
-    lines += ["", f"### 30 % of MACs removed + INT8 (OpenVINO, NNCF on the ONNX export, 300 calibration images)", "",
+    lines += ["", "### 30 % of MACs removed + INT8 (OpenVINO, NNCF on the ONNX export, 300 calibration images)", "",
               f"MACs {s['macs_before'] / 1e6:.2f}M → {s['macs_after'] / 1e6:.2f}M ({s['mac_ratio_removed']:.1%}), "
               f"channels removed {s['channel_ratio_removed']:.1%}, params {s['params_before'] / 1e6:.3f}M → "
               f"{s['params_after'] / 1e6:.3f}M. Kept channels per block (mlp / modulator / context): "

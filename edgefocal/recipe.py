@@ -43,7 +43,7 @@ class QuantizeSpec(Strict):
     `max_agreement_drop` turns on NNCF's accuracy control (OpenVINO, ONNX Runtime), which reverts the most
     sensitive layers to float until agreement with FP32 on held-out images is within the bound."""
 
-    preset: Literal["focalnet", "all", "gemm-only"] = "focalnet"  # which FocalNet roles run INT8 (policy.py)
+    preset: Literal["focalnet", "focalnet-fused", "all", "gemm-only"] = "focalnet"  # which roles run INT8 (policy.py)
     float_modules: list[str] = []  # regexes over torch module paths kept float, e.g. "layers\\.3\\..*fc2$"
     # activation ranges: min-max over the calibration set (measured on FocalNets: NNCF's transformer default,
     # mean of per-image quantiles, clips the rare large post-LayerNorm values that decide near-ties)

@@ -1,5 +1,4 @@
 """Recipes validate strictly; flags override fields; every shipped recipe loads."""
-from pathlib import Path
 
 import pytest
 

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     b.add_argument("--min-agreement", type=float, help="gate: minimum top-1 agreement with the FP32 reference")
     b.add_argument("--min-speedup", type=float, help="gate: minimum speedup vs the reference at the smallest batch")
     b.add_argument("--batch-sizes", help="comma-separated benchmark batch sizes, e.g. 1,8")
-    b.add_argument("--quant-preset", choices=("focalnet", "all", "gemm-only"),
+    b.add_argument("--quant-preset", choices=("focalnet", "focalnet-fused", "all", "gemm-only"),
                    help="INT8 precision policy for every target (focalnet: dense convs INT8; depthwise convs, "
                         "gate products, global context and head float)")
     b.add_argument("--coreml-compression", choices=("w8", "w8a8", "palettize", "sparse"),

@@ -103,7 +103,8 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     spent, budget = 0.0, max_latency_cost * total_ms
     agree, _ = _worst(probes, frozenset(), *selection)
     result.selection = {"images": len(selection[0]), "agreement_int8": agree}
-    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / max(r["latency_cost_ms"], 1e-3))
+    floor = 0.005 * total_ms  # profiles cannot tell parts apart below ~0.5 % of the latency: KL decides there
+    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / (r["latency_cost_ms"] + floor))
     for row in ranked:
         if agree >= target_agreement:
             break

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from edgefocal._deps import require
 from edgefocal.quantize.nncf_common import agreement_metric, dataset, ignored_scope, quiet_nncf, validation_dataset
@@ -22,17 +23,22 @@ from edgefocal.recipe import QuantizeSpec
 def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, spec: QuantizeSpec,
              validation: tuple[np.ndarray, np.ndarray] | None = None):
     """The U8S8 Q/DQ onnx.ModelProto of `onnx_fp32` under `plan`."""
-    import onnx
     if spec.max_agreement_drop is not None and validation is not None:
         return _with_accuracy_control(onnx.load(str(onnx_fp32)), plan, calibration, spec, validation)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
-        _quantize_static(onnx_fp32, out, calibration, plan.nodes(int8=False))
+        _quantize_static(onnx_fp32, out, calibration, plan.nodes(int8=False), _int8_op_types(onnx_fp32, plan))
         return onnx.load(str(out))
 
 
-def _quantize_static(fp32: Path, out: Path, calibration: np.ndarray, excluded: list[str]) -> None:
-    import onnx
+def _int8_op_types(onnx_fp32: Path, plan: PrecisionPlan) -> list[str]:
+    """The op types of the plan's INT8 parts: ORT then quantizes those ops and nothing else on its own
+    (left alone, it also quantizes every Transpose, Split, Slice and Add it can, which the plan keeps float)."""
+    int8 = set(plan.nodes(int8=True))
+    return sorted({n.op_type for n in onnx.load(str(onnx_fp32), load_external_data=False).graph.node if n.name in int8})
+
+
+def _quantize_static(fp32: Path, out: Path, calibration: np.ndarray, excluded: list[str], op_types: list[str]) -> None:
     import onnxruntime.quantization as q
     input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
 
@@ -49,7 +55,8 @@ def _quantize_static(fp32: Path, out: Path, calibration: np.ndarray, excluded: l
     try:
         q.quantize_static(str(fp32), str(out), Reader(), quant_format=q.QuantFormat.QDQ,
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True,
-                          calibrate_method=q.CalibrationMethod.MinMax, nodes_to_exclude=excluded)
+                          calibrate_method=q.CalibrationMethod.MinMax, nodes_to_exclude=excluded,
+                          op_types_to_quantize=op_types)
     finally:
         root.setLevel(level)
 
@@ -79,7 +86,6 @@ def activations_to_uint8(onnx_model):
     (q_u8 = q_s8 + 128), so the numbers do not change, but ONNX Runtime on x86 then fuses the pairs into
     its fast U8S8 kernels. Hand-written because NNCF's transformer model type always emits int8
     activations."""
-    import onnx
     from onnx import numpy_helper
 
     inits = {i.name: i for i in onnx_model.graph.initializer}

@@ -13,11 +13,13 @@ which gain little from INT8 anyway.
 
 Presets:
 - `focalnet` (default): INT8 on the dense convs that carry the MACs (stem and downsample convs, modulation
-  f/h/proj, MLP fc1/fc2) and on the residual adds (so TensorRT fuses them into the convs) and LayerNorm
-  inputs; float for the depthwise focal convs, gate products, modulator product, global context, GELU,
-  pooling and the classifier head.
+  f/h/proj, MLP fc1/fc2); float for the depthwise focal convs, gate products, modulator product, global
+  context, GELU, pooling, the residual stream (adds and LayerNorm inputs: quantizing it cost the most
+  agreement per part in measured sensitivity) and the classifier head.
+- `focalnet-fused`: `focalnet` plus INT8 residual adds and LayerNorm inputs, which TensorRT fuses into the
+  convs (faster engines, lower agreement).
 - `all`: every part INT8.
-- `gemm-only`: only the 1×1 convs and the head (the matrix multiplies) and residual adds.
+- `gemm-only`: only the 1×1 convs and the head (the matrix multiplies).
 """
 from __future__ import annotations
 
@@ -40,13 +42,17 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "focalnet": Preset("focalnet", frozenset({"stem", "downsample", "f", "h", "proj", "fc1", "fc2", "residual", "norm"}),
-                       "INT8 stem/downsample convs, modulation f/h/proj, MLP fc1/fc2, residual adds and LayerNorm "
-                       "inputs; depthwise focal convs, gate and modulator products, global context, GELU and head "
+    "focalnet": Preset("focalnet", frozenset({"stem", "downsample", "f", "h", "proj", "fc1", "fc2"}),
+                       "INT8 stem/downsample convs, modulation f/h/proj, MLP fc1/fc2; depthwise focal convs, gate "
+                       "and modulator products, global context, GELU, LayerNorm inputs, residual adds and head "
                        "float"),
+    "focalnet-fused": Preset("focalnet-fused", frozenset({"stem", "downsample", "f", "h", "proj", "fc1", "fc2",
+                                                          "residual", "norm"}),
+                             "focalnet plus INT8 residual adds and LayerNorm inputs, so TensorRT can fuse them into "
+                             "the convs (faster engines, lower agreement)"),
     "all": Preset("all", frozenset(ROLES), "INT8 on every part, depthwise focal convs, products and head included"),
-    "gemm-only": Preset("gemm-only", frozenset({"f", "h", "proj", "fc1", "fc2", "head", "residual"}),
-                        "INT8 only on the 1×1 convs and the Linear head (matrix multiplies) and residual adds"),
+    "gemm-only": Preset("gemm-only", frozenset({"f", "h", "proj", "fc1", "fc2", "head"}),
+                        "INT8 only on the 1×1 convs and the Linear head (matrix multiplies)"),
 }
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefocal._deps import require
 from edgefocal.quantize import Quantized
 from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner, Target
 

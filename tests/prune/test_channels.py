@@ -1,7 +1,6 @@
 """Structured channel pruning: MAC counting, the plan, least-squares repair, ONNX export, recipe/flag."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest

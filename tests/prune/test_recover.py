@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from edgefocal.prune import prune_model
 from edgefocal.prune.sparsity import check_2of4

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefocal.errors import BadInput, MissingDependency
+from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
 from edgefocal.recipe import Recipe
 from edgefocal.targets.base import BuildContext
