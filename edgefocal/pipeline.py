@@ -177,8 +177,11 @@ def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, p
     cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
     ctx.log(f"mixed precision: target agreement {target:.4f} on {cut} held-out images "
             f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%}")
+    from edgefocal.prune.macs import count
+
+    macs = count(ctx.model, tuple(ctx.data_config["input_size"])).per_module
     result = choose(probes, plan, onnx_model, (held.images[:cut], logits[:cut]), (held.images[cut:], logits[cut:]),
-                    target, spec.max_latency_cost, ctx.log)
+                    target, spec.max_latency_cost, macs, ctx.log)
     result.plan.search = result.summary()
     ctx.log(f"mixed precision: {len(result.chosen)} parts float, selection {result.selection['agreement']:.4f}, "
             f"validation {result.validation['agreement']:.4f} ({result.seconds:.0f} s)")

@@ -36,8 +36,11 @@ def measure(recipe, log=print) -> dict:
         held = held_out(data, recipe.quantize.selection_size, recipe.calibration.seed + 1, loaded.data_config)
         ref = predict(TorchRunner(loaded.model, device="cpu", threads=threads), held.images)
         log(f"measuring {len([p for p in plan.parts if p.int8])} INT8 parts on {len(held)} held-out images")
-        latency, total = _latency_costs(probes, plan, held.images)
-        rows = sensitivity(probes, plan, held.images, ref, latency, total)
+        from edgefocal.prune.macs import count
+
+        macs = count(loaded.model, tuple(loaded.data_config["input_size"])).per_module
+        cost, share = _latency_costs(probes, plan, held.images, macs)
+        rows = sensitivity(probes, plan, held.images, ref, cost, share)
         base = _worst(probes, frozenset(), held.images, ref)[0]
     return {"model": loaded.name, "measured_on": [p.target for p in probes], "images": len(held),
             "agreement_int8": base, "sensitivity": rows, "seconds": round(time.time() - started, 1)}

@@ -5,7 +5,7 @@ agreement with FP32 reaches a target, at the least measured latency cost.
    (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
    quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
    (`sensitivity`). Measure each part's latency cost on the runtime's own profile: its ms in the FP32
-   model minus its ms in the INT8 model (verify/profile.py).
+   model minus its ms in the INT8 model, apportioned by MACs (verify/profile.py).
 2. Keep parts float in order of KL bought per ms, re-measuring the combination each time, until the
    selection agreement reaches the target or the latency budget (a fraction of the INT8 latency) is spent.
 3. Validate the chosen set on other held-out images it was not chosen on, and report selection,
@@ -58,16 +58,23 @@ def _parts(plan: PrecisionPlan):
     return [p for p in plan.parts if p.int8]
 
 
-def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray) -> tuple[dict[str, float], float]:
-    """ms each INT8 part would add if float (max over the probed runtimes), and the INT8 total, at batch 1."""
-    costs: dict[str, float] = {}
-    total = 0.0
+def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray,
+                   macs: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per INT8 part: the fraction of the INT8 latency it would add if float, and its share of the INT8
+    latency as profiled (max over the runtimes). The first apportions what INT8 measurably buys on the
+    whole model (FP32 total − INT8 total) by the part's MACs: per-op profiles of small parts are too noisy
+    on a shared CPU to rank them by, while the totals and MAC counts are stable."""
+    cost: dict[str, float] = {}
+    share: dict[str, float] = {}
+    int8_macs = sum(macs.get(p.module, 0) for p in _parts(plan)) or 1
     for probe in probes:
         int8, fp32 = probe.module_ms(True, sample), probe.module_ms(False, sample)
-        total = max(total, sum(int8.values()))
+        t_int8, t_fp32 = sum(int8.values()) or 1.0, sum(fp32.values())
+        gain = max(t_fp32 - t_int8, 0.0) / t_int8
         for p in _parts(plan):
-            costs[p.module] = max(costs.get(p.module, 0.0), fp32.get(p.module, 0.0) - int8.get(p.module, 0.0))
-    return {m: max(c, 0.0) for m, c in costs.items()}, total
+            cost[p.module] = max(cost.get(p.module, 0.0), gain * macs.get(p.module, 0) / int8_macs)
+            share[p.module] = max(share.get(p.module, 0.0), int8.get(p.module, 0.0) / t_int8)
+    return cost, share
 
 
 def _worst(probes: list[Probe], float_nodes: frozenset, images: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -77,7 +84,7 @@ def _worst(probes: list[Probe], float_nodes: frozenset, images: np.ndarray, ref:
 
 
 def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, ref: np.ndarray,
-                latency_ms: dict[str, float], total_ms: float) -> list[dict]:
+                latency_cost: dict[str, float], latency_share: dict[str, float]) -> list[dict]:
     """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8)."""
     base_agree, base_kl = _worst(probes, frozenset(), images, ref)
     rows = []
@@ -85,42 +92,43 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
         agree, kl = _worst(probes, frozenset(part.nodes), images, ref)
         rows.append({"module": part.module, "role": part.role, "label": part.label,
                      "agreement_cost": round(agree - base_agree, 5), "kl_cost": float(base_kl - kl),
-                     "latency_cost_ms": round(latency_ms.get(part.module, 0.0), 4),
-                     "latency_share": round(latency_ms.get(part.module, 0.0) / total_ms, 4) if total_ms else None})
+                     "latency_cost": round(latency_cost.get(part.module, 0.0), 5),
+                     "latency_share": round(latency_share.get(part.module, 0.0), 5)})
     return sorted(rows, key=lambda r: -r["kl_cost"])
 
 
 def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
            validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
-           log=print) -> MixedPrecision:
-    """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything else."""
+           macs: dict[str, int], log=print) -> MixedPrecision:
+    """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
+    else; `macs` per module path (prune/macs.py) apportions the measured INT8 gain among the parts."""
     started = time.time()
-    latency_ms, total_ms = _latency_costs(probes, plan, selection[0])
-    sens = sensitivity(probes, plan, *selection, latency_ms, total_ms)
+    cost, share = _latency_costs(probes, plan, selection[0], macs)
+    sens = sensitivity(probes, plan, *selection, cost, share)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
     by_module = {p.module: p for p in _parts(plan)}
     chosen: list[str] = []
-    spent, budget = 0.0, max_latency_cost * total_ms
+    spent = 0.0
     agree, _ = _worst(probes, frozenset(), *selection)
     result.selection = {"images": len(selection[0]), "agreement_int8": agree}
-    floor = 0.005 * total_ms  # profiles cannot tell parts apart below ~0.5 % of the latency: KL decides there
-    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / (r["latency_cost_ms"] + floor))
+    floor = 0.002  # below 0.2 % of the latency, costs do not tell parts apart: KL decides there
+    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / (r["latency_cost"] + floor))
     for row in ranked:
         if agree >= target_agreement:
             break
-        if spent + row["latency_cost_ms"] > budget:
+        if spent + row["latency_cost"] > max_latency_cost:
             continue
         chosen.append(row["module"])
-        spent += row["latency_cost_ms"]
+        spent += row["latency_cost"]
         nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
         agree, _ = _worst(probes, nodes, *selection)
-        log(f"mixed precision: {row['label']} float (+{row['latency_cost_ms']:.3f} ms) → selection agreement {agree:.4f}")
+        log(f"mixed precision: {row['label']} float (+{row['latency_cost']:.2%} latency) → selection agreement {agree:.4f}")
     nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
     result.validation = {"images": len(validation[0]), "agreement": _worst(probes, nodes, *validation)[0],
                          "agreement_int8": _worst(probes, frozenset(), *validation)[0]}
-    result.budget = {"max_latency_cost": max_latency_cost, "int8_ms": round(total_ms, 4), "spent_ms": round(spent, 4)}
+    result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5)}
     result.plan = _with_float(onnx_model, plan, chosen)
     result.plan.sensitivity = sens
     result.seconds = time.time() - started

@@ -33,19 +33,67 @@ def qdq_onnx_with_float(qdq_model, fp32_model, float_nodes: Iterable[str]):
         if node.name not in wanted:
             continue
         for i, tensor in enumerate(node.input):
+            reader, slot = node, i
             dq = producer.get(tensor)
+            while dq is not None and dq.op_type in TRANSPARENT:  # DQ → Transpose → node reads INT8 too
+                reader, slot, dq = dq, 0, producer.get(dq.input[0])
             if dq is None or dq.op_type != "DequantizeLinear":
                 continue
             changed = True
             q = producer.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
-                node.input[i] = q.input[0]
+                reader.input[slot] = q.input[0]
             elif node.name in fp_nodes and i < len(fp_nodes[node.name].input):
                 node.input[i] = _float_weight(g, fp_inits, fp_nodes[node.name].input[i], have)
+    changed |= _restore_biases(g, [n for n in g.node if n.name in wanted], fp_nodes, fp_inits, have)
+    changed |= _unquantize_outputs(g, [n for n in g.node if n.name in wanted])
     if not changed:
         return None
     _remove_unused(g)
     return m
+
+
+def _restore_biases(g, nodes, fp_nodes: dict, fp_inits: dict, have: set[str]) -> bool:
+    """The FP32 bias of a weighted node going float: NNCF's bias correction adjusted it for the node's own
+    weight rounding, which a float node no longer has."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in g.initializer}
+    changed = False
+    for node in nodes:
+        src = fp_nodes.get(node.name)
+        if node.op_type not in ("Conv", "Gemm") or src is None or len(node.input) < 3 or len(src.input) < 3:
+            continue
+        mine, theirs = inits.get(node.input[2]), fp_inits.get(src.input[2])
+        if mine is not None and theirs is not None and not (numpy_helper.to_array(mine) == numpy_helper.to_array(theirs)).all():
+            restored = onnx.TensorProto()
+            restored.CopyFrom(theirs)
+            restored.name = f"{src.input[2]}.fp32"
+            if restored.name not in have:
+                g.initializer.append(restored)
+                have.add(restored.name)
+            node.input[2] = restored.name
+            changed = True
+    return changed
+
+
+def _unquantize_outputs(g, nodes) -> bool:
+    """Readers of a Q→DQ pair on these nodes' outputs read the float output again (ONNX Runtime's U8S8
+    quantizes a conv's output for its QLinearConv fusion: that rounding belongs to the conv's INT8)."""
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    changed = False
+    for node in nodes:
+        for out in node.output:
+            for q in [c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"]:
+                for dq in [c for c in consumers.get(q.output[0], []) if c.op_type == "DequantizeLinear"]:
+                    for reader in consumers.get(dq.output[0], []):
+                        reader.input[:] = [out if t == dq.output[0] else t for t in reader.input]
+                        changed = True
+    return changed
 
 
 def _float_weight(g, fp_inits: dict, name: str, have: set[str]) -> str:
@@ -97,6 +145,9 @@ def ov_with_float(ov_int8, ov_fp32, float_nodes: Iterable[str]):
             continue
         for i, port in enumerate(op.inputs()):
             src = port.get_source_output().get_node()
+            if src.get_type_name() == "Constant" and name in fp32_ops and _restore_constant(port, fp32_ops[name], i):
+                changed = True  # a bias that NNCF's bias correction adjusted for the part's INT8 weights
+                continue
             if src.get_friendly_name().endswith(f"/fq_weights_{i}"):  # NNCF's decompressed INT8 weight
                 weight = fp32_ops[name].input_value(i).get_node()
                 port.replace_source_output(ov.opset13.constant(weight.get_data()).output(0))
@@ -196,3 +247,18 @@ def _cached(cache: dict, images, compute):
     if key not in cache:
         cache[key] = compute()
     return cache[key]
+
+
+def _restore_constant(port, fp32_op, i: int) -> bool:
+    import numpy as np
+    import openvino as ov
+
+    mine = port.get_source_output().get_node().get_data()
+    theirs_node = fp32_op.input_value(i).get_node()
+    if theirs_node.get_type_name() != "Constant":
+        return False
+    theirs = theirs_node.get_data()
+    if mine.shape != theirs.shape or np.array_equal(mine, theirs):
+        return False
+    port.replace_source_output(ov.opset13.constant(theirs).output(0))
+    return True

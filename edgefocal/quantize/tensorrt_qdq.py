@@ -56,6 +56,27 @@ def _nncf_quantize(model, calibration: np.ndarray, ignored: list[str], spec):
         )
 
 
+def _signed_activations(model) -> int:
+    """NNCF quantizes a tensor that never goes negative (min-max ranges of a [0, 1] image input) as uint8 with
+    zero point 0; TensorRT takes int8 only. Re-express such pairs as int8, zero point 0, with the scale
+    stretched by 255/127 so the same range [0, 255·s] stays representable. Returns the pairs changed."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    changed: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        zp = inits.get(node.input[2])
+        if zp is None or numpy_helper.to_array(zp).dtype != np.uint8 or node.input[2] in changed:
+            continue
+        scale = inits[node.input[1]]
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(255 / 127), scale.name))
+        zp.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(zp), dtype=np.int8), zp.name))
+        changed.add(node.input[2])
+    return len(changed)
+
+
 def _amax(model, tensors: list[str], calibration: np.ndarray, batch: int = 64) -> dict[str, float]:
     """max |x| of intermediate tensors of the (quantized) model over the calibration set."""
     import onnx
@@ -144,6 +165,7 @@ def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, spec
 
     q = _nncf_quantize(onnx.load(str(onnx_fp32)), np.ascontiguousarray(calibration, dtype=np.float32),
                        plan.nodes(int8=False), spec or QuantizeSpec())
+    _signed_activations(q)
     sites = _fusion_sites(q, plan)
     if sites:
         amax = _amax(q, sorted({t for t, _, _ in sites}), calibration)

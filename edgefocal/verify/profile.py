@@ -65,11 +65,22 @@ def onnxruntime_op_times(onnx_path: Path, x: np.ndarray, threads: int | None = N
     path.unlink(missing_ok=True)
     runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     after = runs[warmup] if len(runs) > warmup else 0
+    renamed = _ort_renames(onnx_path)
     times: dict[str, float] = defaultdict(float)
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= after:
-            times[e["name"][: -len("_kernel_time")]] += e["dur"] / 1e3 / repeats
+            name = e["name"][: -len("_kernel_time")]
+            times[renamed.get(name.removesuffix("_nchwc"), name)] += e["dur"] / 1e3 / repeats
     return dict(times)
+
+
+def _ort_renames(onnx_path: Path) -> dict[str, str]:
+    """ONNX Runtime's NCHWc transformer names a conv it rewrites after the conv's output tensor
+    (`conv2d_10_nchwc`): map output tensor names back to the node names the export gave."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {out: node.name for node in graph.node for out in node.output}
 
 
 def by_module(op_times: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,175 @@
+"""edgefocal's INT8 against what a user gets without it, in one run per model: plain NNCF (default and
+ModelType.TRANSFORMER) on OpenVINO, ONNX Runtime's own quantize_static, NVIDIA ModelOpt's ONNX PTQ (where it
+installs; calibrated on the CPU, run in ONNX Runtime), and edgefocal's OpenVINO, ONNX Runtime and TensorRT
+Q/DQ artifacts from `edgefocal build` with the default recipe. Every artifact is evaluated on the same
+images and timed interleaved with torch FP32 eager at batch 1 in the same process.
+
+    python benchmarks/peers.py                  # writes benchmarks/peers.md (the whole file, one run)
+    python benchmarks/peers.py --quick --out /tmp/peers.md
+
+Models: the embedded default and a FocalNet this project never tuned on (examples/focalnet-rgb: 3 channels,
+other width, depths and focal levels), on the full Fashion-MNIST test split; focalnet_tiny_srf at 224²
+with random weights for latency only (its agreement figures mean nothing), also pruned 30 % of MACs."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import header, write
+
+from edgefocal.recipe import REPO_ROOT, load_recipe
+
+OUT = Path(__file__).with_suffix(".md")
+CALIBRATION = 300
+SRF = {"model.name": "focalnet_tiny_srf", "model.num_classes": 10, "calibration.size": 64, "eval.size": 200,
+       "quantize.selection_size": 200, "quantize.validation_size": 100}
+CASES = {
+    "edgefocal-fmnist (embedded default)": {"recipe": None, "overrides": {}},
+    "focalnet-rgb (never tuned on)": {"recipe": REPO_ROOT / "recipes" / "focalnet-rgb.yaml", "overrides": {}},
+    "focalnet_tiny_srf (224², random weights: latency only)": {
+        "recipe": None, "latency_only": True, "overrides": {**SRF}},
+    "focalnet_tiny_srf, 30 % of MACs pruned (latency only; the reference is the unpruned torch model)": {
+        "recipe": None, "latency_only": True, "peers": False,
+        "overrides": {**SRF, "prune.method": "channels", "prune.ratio": 0.3}},
+}
+
+
+def peer_artifacts(onnx_path: Path, calibration: np.ndarray, workdir: Path, log) -> dict[str, tuple[str, Path]]:
+    """{label: (runtime, path)} of what the peers produce from the same FP32 ONNX and calibration images."""
+    import nncf
+    import openvino as ov
+
+    out: dict[str, tuple[str, Path]] = {}
+    data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
+    for label, kwargs in (("plain NNCF default (OpenVINO)", {}),
+                          ("plain NNCF TRANSFORMER (OpenVINO)", {"model_type": nncf.ModelType.TRANSFORMER})):
+        q = nncf.quantize(ov.convert_model(str(onnx_path)), data, subset_size=len(calibration), **kwargs)
+        ov.save_model(q, str(workdir / f"{label.split(' (')[0].replace(' ', '_')}.xml"), compress_to_fp16=False)
+        out[label] = ("openvino", workdir / f"{label.split(' (')[0].replace(' ', '_')}.xml")
+    out["ONNX Runtime quantize_static (defaults)"] = ("onnxruntime", _ort_static(onnx_path, calibration, workdir))
+    modelopt = _modelopt(onnx_path, calibration, workdir, log)
+    if modelopt is not None:
+        out["ModelOpt ONNX PTQ, max (ONNX Runtime)"] = ("onnxruntime", modelopt)
+    return out
+
+
+def _ort_static(onnx_path: Path, calibration: np.ndarray, workdir: Path) -> Path:
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = workdir / "ort_static.onnx"
+    q.quantize_static(str(onnx_path), str(out), Reader())
+    return out
+
+
+def _modelopt(onnx_path: Path, calibration: np.ndarray, workdir: Path, log) -> Path | None:
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as e:
+        log(f"ModelOpt not importable here ({e}); its row is left out")
+        return None
+    out = workdir / "modelopt.onnx"
+    quantize(onnx_path=str(onnx_path), calibration_data=calibration, calibration_method="max",
+             calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=str(out))
+    return out
+
+
+def runner_for(runtime: str, path: Path, threads: int):
+    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.targets.openvino import OpenVINORunner
+
+    return OpenVINORunner(path, threads) if runtime == "openvino" else OnnxRuntimeRunner(path, threads)
+
+
+def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
+    """One model: edgefocal's build, the peers from the same export, every runner evaluated and timed."""
+    from edgefocal.pipeline import build
+    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.verify.bench import benchmark
+    from edgefocal.verify.evaluate import predict
+    from edgefocal.verify.metrics import compare
+
+    started = time.time()
+    overrides = {"targets": ["openvino", "onnxruntime", "tensorrt"], "calibration.size": CALIBRATION,
+                 "bench.batch_sizes": [1], "bench.rounds": 1, "bench.iterations": 3, **case["overrides"]}
+    if quick:
+        overrides.update({"eval.size": 500, "quantize.selection_size": 300, "quantize.validation_size": 300})
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe(case["recipe"] or REPO_ROOT / "recipes" / "default.yaml",
+                             {**overrides, "output": str(Path(tmp) / "edgefocal")})
+        result = build(recipe)
+        out = result.output
+        artifacts = {f"edgefocal {r['label']}": (r["target"], out / r["path"]) for r in result.report["rows"]
+                     if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}
+        images, labels, calibration, model = _inputs(recipe)
+        if case.get("peers", True):
+            artifacts |= peer_artifacts(out / "model_fp32.onnx", calibration, Path(tmp), log)
+        threads = result.report["bench"]["threads_used"]
+        runners = {"torch FP32 eager": TorchRunner(model, device="cpu", threads=threads)}
+        runners |= {label: runner_for(rt if rt == "openvino" else "onnxruntime", p, threads)
+                    for label, (rt, p) in artifacts.items()}
+        for r in runners.values():
+            r.load()
+        ref = predict(runners["torch FP32 eager"], images)
+        rows = {label: compare(predict(r, images), ref, labels) for label, r in runners.items()}
+        lat = benchmark(runners, images[:1], [1], 10, 60 if quick else 200, 5)
+    return _table(title, result, rows, lat, case.get("latency_only", False), time.time() - started)
+
+
+def _inputs(recipe):
+    from edgefocal import models
+    from edgefocal.data import load_data
+
+    loaded = models.load(recipe.model)
+    data = load_data(recipe, loaded.data_config, loaded.model.num_classes)
+    return data.eval.images, data.eval.labels, data.calibration.images, loaded.model
+
+
+def _table(title: str, result, rows: dict, lat: dict, latency_only: bool, seconds: float) -> list[str]:
+    ref_ms = lat["torch FP32 eager"][1]["p50"]
+    search = (result.report.get("precision_plan") or {}).get("mixed_precision") or {}
+    lines = [f"## {title}", "",
+             f"{result.report['eval']['count']} eval images ({result.report['eval']['name']}), {CALIBRATION} "
+             f"calibration images; edgefocal's mixed precision kept {len(search.get('chosen', []))} parts float "
+             f"(validation agreement {search.get('validation_agreement', float('nan')):.4f}, search "
+             f"{search.get('seconds', 0):.0f} s); case took {seconds:.0f} s.", ""]
+    lines += ["| artifact | agreement | top-1 drop (pt) | b1 p50 ms | speedup vs torch FP32 |", "|---|---|---|---|---|"]
+    for label, c in rows.items():
+        agree = "–" if latency_only else f"{c['agreement']:.2%}"
+        drop = "–" if latency_only else f"{c['top1_drop']:+.2f}"
+        p50 = lat[label][1]["p50"]
+        lines.append(f"| {label} | {agree} | {drop} | {p50:.2f} | {ref_ms / p50:.2f}× |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="run only cases whose title contains this")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    lines = header("INT8 against the peers") + [
+        "Agreement: fraction of eval images whose top-1 class equals torch FP32's; top-1 drop in points. "
+        "Latency: batch 1, p50 over interleaved rounds, all artifacts and the torch reference in the same "
+        "process and run. TensorRT's Q/DQ ONNX runs in ONNX Runtime here (no TensorRT): its latency is not "
+        "an engine's.", ""]
+    for title, case in CASES.items():
+        if args.only and args.only not in title:
+            continue
+        lines += run_case(title, case, args.quick, log=print)
+    write(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
