@@ -102,6 +102,10 @@ def prepare(recipe: Recipe) -> list[Target]:
         avail = target.availability()
         if not avail.can_build:
             raise BadInput(f"target {target.name} cannot be built on this machine: {avail.detail}", hint=avail.fix)
+    if "tensorrt" in names and recipe.precision == "int8" and recipe.tensorrt.qdq_producer == "modelopt":
+        from edgefocal.quantize.modelopt_qdq import require_modelopt
+
+        require_modelopt()  # before minutes of loading and exporting
     _quiet_nncf_info()
     return targets
 

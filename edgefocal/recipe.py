@@ -116,6 +116,9 @@ class TensorRTSpec(Strict):
     dla_core: int | None = Field(default=None, ge=0)
     sparse_weights: bool | None = None  # None: on when the model was 2:4-pruned
     trtexec: Path | None = None
+    # who writes the INT8 Q/DQ ONNX: edgefocal (NNCF plus fusion pairs, quantize/tensorrt_qdq.py) or NVIDIA
+    # ModelOpt's ONNX PTQ (quantize/modelopt_qdq.py, pip install 'edgefocal[modelopt]'); same plan, same checks
+    qdq_producer: Literal["edgefocal", "modelopt"] = "edgefocal"
 
     @model_validator(mode="after")
     def _batches_ordered(self):
