@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe or default_recipe())
     result = compare_for_recipe(engine, args.onnx, recipe, args.images, args.batch[1], args.atol, args.rtol)
     if not result["passed"]:
-        failed = [f"{p['a']} vs {p['b']} (max |diff| {p['max_abs_diff']:.3g})" for p in result["pairs"] if not p["passed"]]
+        failed = [f"{p['a']} vs {p['b']} (max |diff| {p['max_abs_diff']:.3g})"
+                  for p in result["pairs"] if not p["passed"]]
         raise GateFailed(f"outside atol {result['atol']}, rtol {result['rtol']}: {'; '.join(failed)}",
                          hint="see the figures above; loosen --atol/--rtol (or the recipe's) only with a reason")
     return 0
