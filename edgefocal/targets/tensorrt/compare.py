@@ -76,7 +76,7 @@ def compare_engine(engine: Path | None, qdq_onnx: Path, model, images: np.ndarra
                    batch: int = 8, torch_device: str = "cpu", log: Callable[[str], None] = print) -> dict:
     """Compare the engine (TrtRunner), the Q/DQ ONNX (OnnxrtRunner, CPU) and `model` (torch FP32) on
     `images` in batches of `batch` (within the engine's profile); `engine`/`model` may be None."""
-    onnx = require("onnx", "onnx")
+    import onnx  # a core dependency (no extra to name)
     require("polygraphy", "tensorrt")
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.comparator import Comparator, CompareFunc
@@ -125,7 +125,7 @@ def compare_for_recipe(engine: Path | None, qdq_onnx: Path, recipe, count: int, 
     from edgefocal import models
     from edgefocal.data import balanced_subset, open_dataset, preprocess
 
-    onnx = require("onnx", "onnx")
+    import onnx  # a core dependency (no extra to name)
     loaded = models.load(recipe.model)
     if not Path(qdq_onnx).is_file():
         raise BadInput(f"ONNX {qdq_onnx} does not exist", hint="pass the Q/DQ ONNX written by `edgefocal build`")
