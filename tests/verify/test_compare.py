@@ -10,6 +10,7 @@ import pytest
 
 from edgefocal.recipe import BenchSpec
 from edgefocal.targets.base import Runner
+from edgefocal.targets.torch_ref import TorchRunner  # the real one, bound before a test patches the module's
 from edgefocal.verify.compare import CPU_BASELINE, REFERENCE, Subject, latency_groups, torch_subjects, verify
 
 
@@ -70,9 +71,6 @@ def test_groups_put_each_runner_with_its_device():
         _artifact("onnxruntime int8", FixedRunner(1.0))]
     groups = {base: [s.row["label"] for s in group] for base, group in latency_groups(subjects).items()}
     assert groups == {REFERENCE: [REFERENCE, "torch fp32 (pruned)"], CPU_BASELINE: [CPU_BASELINE, "onnxruntime int8"]}
-
-
-from edgefocal.targets.torch_ref import TorchRunner  # noqa: E402  the real one, before the test patches it
 
 
 class FakeGpuTorchRunner(TorchRunner):
