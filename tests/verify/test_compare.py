@@ -106,3 +106,15 @@ def test_build_with_a_gpu_reference_adds_the_cpu_baseline(tmp_path, monkeypatch)
     base_p50, ort_p50 = rows[CPU_BASELINE]["latency_ms"][1]["p50"], ort["latency_ms"][1]["p50"]
     assert ort["speedup_vs_reference"][1] == pytest.approx(base_p50 / ort_p50)
     assert "CPU targets' speedups against the CPU baseline" in report["reference"]["device"]
+
+
+def test_the_engine_runner_is_timed_against_the_gpu_reference(tmp_path):
+    """The real runner classes (not loaded: no TensorRT or CUDA needed to read where they run)."""
+    from edgefocal.targets.tensorrt.runner import QDQProxyRunner, TensorRTRunner
+
+    subjects = torch_subjects(FakeGpuRunner(1.0), None, FixedRunner(1.0)) + [
+        _artifact("tensorrt int8 (engine)", TensorRTRunner(tmp_path / "m.engine")),
+        _artifact("tensorrt int8 (Q/DQ ONNX via ONNX Runtime)", QDQProxyRunner(tmp_path / "m.onnx"))]
+    groups = {base: [s.row["label"] for s in group] for base, group in latency_groups(subjects).items()}
+    assert groups[REFERENCE] == [REFERENCE, "tensorrt int8 (engine)"]
+    assert groups[CPU_BASELINE] == [CPU_BASELINE, "tensorrt int8 (Q/DQ ONNX via ONNX Runtime)"]
