@@ -62,13 +62,15 @@ def build(recipe: Recipe, console=None) -> BuildResult:
             ctx = context(recipe, loaded, data, exported, pruned.stats, staged.path, threads, progress)
             plan = search_precision(recipe, targets, ctx, plan, data, _onnx(exported))
             artifacts = [a for t in targets for a in package(t, ctx, plan)]
-            reference, pruned_runner = _torch_runners(loaded.model, pruned, threads)
-            subjects = torch_subjects(reference, pruned_runner) + [artifact_subject(a, staged.path) for a in artifacts]
+            reference, pruned_runner, cpu_baseline = _torch_runners(loaded.model, pruned, threads)
+            subjects = torch_subjects(reference, pruned_runner, cpu_baseline) + \
+                [artifact_subject(a, staged.path) for a in artifacts]
             rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
                           StabilityPolicy.from_gates(recipe.gates))
             report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
                                         plan=plan if recipe.precision == "int8" else None, rows=rows,
-                                        reference_device=reference.device, threads=threads, started=started)
+                                        reference_device=_reference_text(reference, cpu_baseline), threads=threads,
+                                        started=started)
             gates = gate(recipe, report, baseline)
             write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=report,
                                                    workdir=staged.path, onnx_fp32=exported.onnx), staged.path)
@@ -104,6 +106,10 @@ def prepare(recipe: Recipe) -> list[Target]:
         avail = target.availability()
         if not avail.can_build:
             raise BadInput(f"target {target.name} cannot be built on this machine: {avail.detail}", hint=avail.fix)
+    if "tensorrt" in names and recipe.precision == "int8" and recipe.tensorrt.qdq_producer == "modelopt":
+        from edgefocal.quantize.modelopt_qdq import require_modelopt
+
+        require_modelopt()  # before minutes of loading and exporting
     _quiet_nncf_info()
     return targets
 
@@ -222,10 +228,19 @@ def _onnx(exported: Exported):
 
 
 def _torch_runners(model, pruned, threads: int):
-    from edgefocal.targets.torch_ref import TorchRunner
+    """The FP32 reference (on the GPU where CUDA exists), the pruned FP32 model, and with a GPU reference a
+    CPU FP32 baseline, so CPU targets' speedups are not CPU-versus-GPU ratios (verify/compare.py)."""
+    from edgefocal.targets.torch_ref import TorchRunner, reference_device
 
     pruned_runner = TorchRunner(pruned.model, threads=threads) if pruned.stats else None
-    return TorchRunner(model, threads=threads), pruned_runner
+    cpu_baseline = TorchRunner(model, device="cpu", threads=threads) if reference_device() == "cuda" else None
+    return TorchRunner(model, threads=threads), pruned_runner, cpu_baseline
+
+
+def _reference_text(reference, cpu_baseline) -> str:
+    if cpu_baseline is None:
+        return reference.device
+    return f"{reference.device}; CPU targets' speedups against the CPU baseline, {cpu_baseline.device}"
 
 
 def _quiet_nncf_info() -> None:

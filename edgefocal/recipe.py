@@ -127,6 +127,14 @@ class TensorRTSpec(Strict):
     dla_core: int | None = Field(default=None, ge=0)
     sparse_weights: bool | None = None  # None: on when the model was 2:4-pruned
     trtexec: Path | None = None
+    # who writes the INT8 Q/DQ ONNX: edgefocal (NNCF plus fusion pairs, quantize/tensorrt_qdq.py) or NVIDIA
+    # ModelOpt's ONNX PTQ (quantize/modelopt_qdq.py, pip install 'edgefocal[modelopt]'); same plan, same checks
+    qdq_producer: Literal["edgefocal", "modelopt"] = "edgefocal"
+    # `edgefocal engine --compare`: Polygraphy's CompareFunc.simple bounds, per logit (absolute or relative).
+    # Measured: edgefocal's Q/DQ ONNX (ONNX Runtime) vs torch FP32 on the embedded default, 512 Fashion-MNIST
+    # test images: max |diff| 0.46, mean 0.035, for logits up to 4.3; wrong scales miss by whole units
+    compare_atol: float = Field(default=1.0, gt=0)
+    compare_rtol: float = Field(default=0.1, ge=0)
 
     @model_validator(mode="after")
     def _batches_ordered(self):

@@ -37,6 +37,10 @@ def quantize(target: str, float_model: Any, plan: PrecisionPlan, ctx: "BuildCont
 
         return Quantized(onnxruntime.quantize(Path(float_model), plan, ctx.calibration, spec, ctx.validation),
                          {"variant": "U8S8 Q/DQ"})
+    if target == "tensorrt" and ctx.recipe.tensorrt.qdq_producer == "modelopt":
+        from edgefocal.quantize import modelopt_qdq
+
+        return Quantized(*modelopt_qdq.quantize(Path(float_model), plan, ctx.calibration, ctx.log))
     if target == "tensorrt":
         from edgefocal.quantize import tensorrt_qdq
 

@@ -17,6 +17,7 @@ from edgefocal.verify.metrics import compare
 
 REFERENCE = "torch fp32 (reference)"
 PRUNED = "torch fp32 (pruned)"
+CPU_BASELINE = "torch fp32 (CPU baseline)"
 
 
 @dataclass
@@ -27,9 +28,16 @@ class Subject:
     runner: Runner | None
 
 
-def torch_subjects(reference: Runner, pruned: Runner | None) -> list[Subject]:
-    """The FP32 reference (always first) and, after pruning, the pruned FP32 model: what pruning cost."""
+def torch_subjects(reference: Runner, pruned: Runner | None, cpu_baseline: Runner | None = None) -> list[Subject]:
+    """The FP32 reference (always first) and, after pruning, the pruned FP32 model: what pruning cost. With a
+    GPU reference, `cpu_baseline` is the same FP32 model on the CPU, which CPU runners' speedups are taken
+    against (`latency_groups`)."""
     out = [Subject({"label": REFERENCE, "target": "torch", "precision": "fp32", "requested": False}, reference)]
+    if cpu_baseline is not None:
+        out.append(Subject({"label": CPU_BASELINE, "target": "torch", "precision": "fp32", "requested": False,
+                            "notes": ["the reference runs on the GPU: speedups of runners on the CPU are "
+                                      "taken against this row, the GPU runners' against the reference"]},
+                           cpu_baseline))
     if pruned is not None:
         out.append(Subject({"label": PRUNED, "target": "torch", "precision": "fp32", "requested": False}, pruned))
     return out
@@ -42,6 +50,19 @@ def artifact_subject(art: Artifact, workdir: Path) -> Subject:
            "requested": art.requested, "skipped": art.skipped, **art.info}
     runner = art.make_runner() if art.make_runner is not None and not art.skipped else None
     return Subject(row, runner)
+
+
+def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
+    """{baseline label: the subjects timed and compared with it}. One group, the reference's, unless a CPU
+    baseline runs beside a GPU reference: then runners not on the GPU (`on_gpu`, set by the torch and
+    TensorRT runners) form the CPU baseline's group, so a CPU target's speedup stays CPU against CPU."""
+    ref = running[0].row["label"]
+    has_cpu = any(s.row["label"] == CPU_BASELINE for s in running)
+    groups: dict[str, list[Subject]] = {ref: []}
+    for s in running:
+        on_cpu = not getattr(s.runner, "on_gpu", False)
+        groups.setdefault(CPU_BASELINE if has_cpu and on_cpu and s is not running[0] else ref, []).append(s)
+    return groups
 
 
 def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
@@ -58,15 +79,20 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
             logits = [predict(s.runner, images, advance=advance) for s in running]
         for s, lg in zip(running, logits):
             s.row.update(compare(lg, logits[0], labels))
-        timed = {s.row["label"]: s.runner for s in running if not s.row.get("no_latency")}
-        with progress.task("benchmark", len(bench.batch_sizes) * bench.rounds * len(timed)) as advance:
-            latency = benchmark(timed, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
-                                bench.iterations, bench.rounds, advance, reference=running[0].row["label"],
-                                policy=stability)
+        groups = latency_groups([s for s in running if not s.row.get("no_latency")])
+        latency: dict[str, dict] = {}
+        total = len(bench.batch_sizes) * bench.rounds * sum(len(g) for g in groups.values())
+        with progress.task("benchmark", total) as advance:
+            for base, group in groups.items():  # each group interleaved with its own baseline
+                timed = {s.row["label"]: s.runner for s in group}
+                latency[base] = benchmark(timed, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
+                                          bench.iterations, bench.rounds, advance, reference=base, policy=stability)
     finally:
         for s in running:
             s.runner.close()
-    for s in running:
-        if s.row["label"] in latency:
-            s.row.update(row_fields(latency, s.row["label"], running[0].row["label"]))
+    for base, group in groups.items():
+        for s in group:
+            s.row.update(row_fields(latency[base], s.row["label"], base))
+            if len(groups) > 1:
+                s.row["speedup_against"] = base
     return [s.row for s in subjects]

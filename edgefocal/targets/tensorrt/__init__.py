@@ -100,7 +100,8 @@ class TensorRTTarget(Target):
 
             onnx_path = out / "model_int8_qdq.onnx"
             onnx.save(quantized.model, str(onnx_path))
-            info, variant = dict(quantized.info), "Q/DQ ONNX via ONNX Runtime"
+            info = dict(quantized.info)
+            variant = ("ModelOpt " if info.get("qdq_producer") == "modelopt" else "") + "Q/DQ ONNX via ONNX Runtime"
         else:
             onnx_path = out / "model_fp32.onnx"
             shutil.copyfile(ctx.onnx_fp32, onnx_path)

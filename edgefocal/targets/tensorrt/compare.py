@@ -76,7 +76,7 @@ def compare_engine(engine: Path | None, qdq_onnx: Path, model, images: np.ndarra
                    batch: int = 8, torch_device: str = "cpu", log: Callable[[str], None] = print) -> dict:
     """Compare the engine (TrtRunner), the Q/DQ ONNX (OnnxrtRunner, CPU) and `model` (torch FP32) on
     `images` in batches of `batch` (within the engine's profile); `engine`/`model` may be None."""
-    onnx = require("onnx", "onnx")
+    import onnx  # a core dependency (no extra to name)
     require("polygraphy", "tensorrt")
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.comparator import Comparator, CompareFunc
@@ -116,3 +116,29 @@ def compare_engine(engine: Path | None, qdq_onnx: Path, model, images: np.ndarra
         log(f"{name}: skipped ({reason})")
     return {"images": len(images), "atol": atol, "rtol": rtol, "runners": [r.name for r in runners],
             "skipped": skipped, "pairs": pairs, "passed": all(p["passed"] for p in pairs)}
+
+
+def compare_for_recipe(engine: Path | None, qdq_onnx: Path, recipe, count: int, batch: int, atol: float | None = None,
+                       rtol: float | None = None, log: Callable[[str], None] = print) -> dict:
+    """`edgefocal engine --compare`: `compare_engine` on `count` class-balanced images of the recipe's eval
+    set, with the recipe's FP32 model and its `tensorrt.compare_atol/rtol` unless `atol`/`rtol` are given."""
+    from edgefocal import models
+    from edgefocal.data import balanced_subset, open_dataset, preprocess
+
+    import onnx  # a core dependency (no extra to name)
+    loaded = models.load(recipe.model)
+    if not Path(qdq_onnx).is_file():
+        raise BadInput(f"ONNX {qdq_onnx} does not exist", hint="pass the Q/DQ ONNX written by `edgefocal build`")
+    dims = [d.dim_value for d in onnx.load(str(qdq_onnx), load_external_data=False).graph.input[0].type.tensor_type
+            .shape.dim][1:]
+    want = list(loaded.data_config["input_size"])
+    if dims != want:
+        raise BadInput(f"{qdq_onnx} takes inputs of {dims}, the recipe's model {loaded.name} {want}",
+                       hint="pass the --recipe the ONNX was built from (its model: section)")
+    spec = recipe.eval
+    dataset = open_dataset(spec.source, spec.split, spec.path)
+    images = preprocess(dataset, balanced_subset(dataset.labels, count, spec.seed), loaded.data_config)
+    atol = recipe.tensorrt.compare_atol if atol is None else atol
+    rtol = recipe.tensorrt.compare_rtol if rtol is None else rtol
+    log(f"comparing on {len(images)} {dataset.name} images in batches of {batch} (atol {atol}, rtol {rtol})")
+    return compare_engine(engine, Path(qdq_onnx), loaded.model, images, atol, rtol, batch=batch, log=log)

@@ -40,6 +40,8 @@ def check_executed(ok: bool, artifact: Path | None, batch: int) -> None:
 class TensorRTRunner(Runner):
     """An engine file, run by Polygraphy's TrtRunner on the GPU that built it (the sidecar guards that)."""
 
+    on_gpu = True  # verify/compare.py: its speedup is taken against the GPU reference, not the CPU baseline
+
     def __init__(self, artifact: Path, check_device: bool = True):
         super().__init__(artifact)
         self.check_device = check_device

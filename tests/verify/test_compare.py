@@ -1,0 +1,120 @@
+"""Which baseline each row's speedup is taken against. With a GPU reference, CPU runners are timed and
+compared with the CPU FP32 baseline, GPU runners with the GPU reference; without one nothing changes.
+
+CUDA cannot run here, so the GPU side is faked by runners that say `on_gpu` (named FakeGpu*); real GPU
+runs are in tests/targets/test_torch_ref.py's `gpu` tests and benchmarks/gpu_reference.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgefocal.recipe import BenchSpec
+from edgefocal.targets.base import Runner
+from edgefocal.targets.torch_ref import TorchRunner  # the real one, bound before a test patches the module's
+from edgefocal.verify.compare import CPU_BASELINE, REFERENCE, Subject, latency_groups, torch_subjects, verify
+
+
+class FixedRunner(Runner):
+    """Constant logits and a constant latency, so every speedup has a known answer."""
+
+    def __init__(self, ms: float, on_gpu: bool = False):
+        super().__init__(None)
+        self.ms, self.on_gpu = ms, on_gpu
+        self.device = ("FAKE GPU " if on_gpu else "cpu ") + f"{ms} ms"
+
+    def load(self) -> None:
+        pass
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return np.tile(np.arange(10, dtype=np.float32), (len(x), 1))
+
+    def timed_infer(self, x: np.ndarray, repeats: int) -> list[float]:
+        return [self.ms] * repeats
+
+
+def FakeGpuRunner(ms: float) -> FixedRunner:  # noqa: N802  a fake: CUDA cannot run here
+    return FixedRunner(ms, on_gpu=True)
+
+
+BENCH = BenchSpec(batch_sizes=[1], warmup=0, iterations=3, rounds=1)
+IMAGES, LABELS = np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)
+
+
+def _artifact(label: str, runner: Runner) -> Subject:
+    return Subject({"label": label, "target": label.split()[0], "precision": "int8", "requested": True}, runner)
+
+
+def test_gpu_reference_with_cpu_baseline_splits_the_speedups():
+    subjects = torch_subjects(FakeGpuRunner(2.0), None, FixedRunner(40.0)) + [
+        _artifact("openvino int8", FixedRunner(10.0)), _artifact("tensorrt int8 (engine)", FakeGpuRunner(0.5))]
+    rows = {r["label"]: r for r in verify(subjects, IMAGES, LABELS, BENCH)}
+    # CPU vs CPU: 40 / 10, not the CPU-versus-GPU 2 / 10
+    assert rows["openvino int8"]["speedup_vs_reference"][1] == pytest.approx(4.0)
+    assert rows["openvino int8"]["speedup_against"] == CPU_BASELINE
+    assert rows["tensorrt int8 (engine)"]["speedup_vs_reference"][1] == pytest.approx(4.0)
+    assert rows["tensorrt int8 (engine)"]["speedup_against"] == REFERENCE
+    assert rows[CPU_BASELINE]["speedup_vs_reference"][1] == pytest.approx(1.0)
+    assert rows[CPU_BASELINE]["agreement"] == 1.0 and rows[CPU_BASELINE]["notes"]  # accuracy stays vs the reference
+    assert rows[REFERENCE]["device"].startswith("FAKE GPU")
+
+
+def test_cpu_reference_keeps_one_group_and_no_extra_fields():
+    subjects = torch_subjects(FixedRunner(40.0), None) + [_artifact("openvino int8", FixedRunner(10.0))]
+    assert list(latency_groups(subjects)) == [REFERENCE]
+    rows = {r["label"]: r for r in verify(subjects, IMAGES, LABELS, BENCH)}
+    assert rows["openvino int8"]["speedup_vs_reference"][1] == pytest.approx(4.0)
+    assert "speedup_against" not in rows["openvino int8"] and CPU_BASELINE not in rows
+
+
+def test_groups_put_each_runner_with_its_device():
+    subjects = torch_subjects(FakeGpuRunner(1.0), FakeGpuRunner(1.0), FixedRunner(1.0)) + [
+        _artifact("onnxruntime int8", FixedRunner(1.0))]
+    groups = {base: [s.row["label"] for s in group] for base, group in latency_groups(subjects).items()}
+    assert groups == {REFERENCE: [REFERENCE, "torch fp32 (pruned)"], CPU_BASELINE: [CPU_BASELINE, "onnxruntime int8"]}
+
+
+class FakeGpuTorchRunner(TorchRunner):
+    """A fake for the pipeline test: CUDA cannot run here, so the 'GPU' torch reference runs on the CPU but
+    reports itself as on the GPU, the way the real TorchRunner does where CUDA exists."""
+
+    def __init__(self, model, device=None, threads=None):
+        super().__init__(model, device="cpu", threads=threads)
+        if device != "cpu":  # the device TorchRunner picks itself: CUDA, as reference_device() says (faked)
+            self.on_gpu, self.device = True, "FAKE GPU torch reference (runs on the CPU here)"
+
+    def timed_infer(self, x, repeats):
+        return Runner.timed_infer(self, x, repeats)  # wall clock: no CUDA events here
+
+
+def test_build_with_a_gpu_reference_adds_the_cpu_baseline(tmp_path, monkeypatch):
+    """The pipeline's wiring: reference_device() says cuda (faked), so the build runs the CPU baseline and
+    the CPU targets' speedups are against it; the report says so."""
+    from edgefocal.pipeline import build
+    from edgefocal.recipe import load_recipe
+    from edgefocal.targets import torch_ref
+
+    monkeypatch.setattr(torch_ref, "reference_device", lambda: "cuda")
+    monkeypatch.setattr(torch_ref, "TorchRunner", FakeGpuTorchRunner)
+    recipe = load_recipe(None, {"targets": ["onnxruntime"], "precision": "fp32", "eval.size": 100,
+                                "bench.batch_sizes": [1], "bench.iterations": 3, "bench.rounds": 1,
+                                "bench.warmup": 1, "output": str(tmp_path / "out")})
+    report = build(recipe).report
+    rows = {r["label"]: r for r in report["rows"]}
+    assert list(rows)[:2] == [REFERENCE, CPU_BASELINE] and rows[REFERENCE]["device"].startswith("FAKE GPU")
+    ort = rows["onnxruntime fp32"]
+    assert ort["speedup_against"] == CPU_BASELINE
+    base_p50, ort_p50 = rows[CPU_BASELINE]["latency_ms"][1]["p50"], ort["latency_ms"][1]["p50"]
+    assert ort["speedup_vs_reference"][1] == pytest.approx(base_p50 / ort_p50)
+    assert "CPU targets' speedups against the CPU baseline" in report["reference"]["device"]
+
+
+def test_the_engine_runner_is_timed_against_the_gpu_reference(tmp_path):
+    """The real runner classes (not loaded: no TensorRT or CUDA needed to read where they run)."""
+    from edgefocal.targets.tensorrt.runner import QDQProxyRunner, TensorRTRunner
+
+    subjects = torch_subjects(FakeGpuRunner(1.0), None, FixedRunner(1.0)) + [
+        _artifact("tensorrt int8 (engine)", TensorRTRunner(tmp_path / "m.engine")),
+        _artifact("tensorrt int8 (Q/DQ ONNX via ONNX Runtime)", QDQProxyRunner(tmp_path / "m.onnx"))]
+    groups = {base: [s.row["label"] for s in group] for base, group in latency_groups(subjects).items()}
+    assert groups[REFERENCE] == [REFERENCE, "tensorrt int8 (engine)"]
+    assert groups[CPU_BASELINE] == [CPU_BASELINE, "tensorrt int8 (Q/DQ ONNX via ONNX Runtime)"]
