@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from edgefocal.cli.build import default_recipe
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target:
         overrides["targets"] = [t.strip() for t in args.target.split(",") if t.strip()]
     recipe = load_recipe(args.recipe or default_recipe(), overrides)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     result = measure(recipe, log=lambda m: console.print(f"[cyan]›[/cyan] {m}"))
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "sensitivity.json").write_text(json.dumps(result, indent=2) + "\n")
