@@ -83,10 +83,11 @@ def qdq_onnx(onnx_fp32: Path, calibration: np.ndarray, out: Path) -> tuple[Path 
     from edgefocal.errors import EdgefocalError
     from edgefocal.quantize.policy import plan_precision
     from edgefocal.quantize.tensorrt_qdq import quantize
+    from edgefocal.recipe import QuantizeSpec
 
     try:
         model, info = quantize(onnx_fp32, plan_precision(onnx.load(str(onnx_fp32))), calibration,
-                               fast_bias_correction=False, log=lambda s: None)
+                               QuantizeSpec(fast_bias_correction=False), log=lambda s: None)
     except EdgefocalError as e:  # NNCF missing, or an export without the module names the plan needs
         return None, f"not built ({e}; {e.hint})"
     onnx.save(model, str(out))

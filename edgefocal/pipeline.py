@@ -187,7 +187,7 @@ def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, p
 
     macs = count(ctx.model, tuple(ctx.data_config["input_size"])).per_module
     result = choose(probes, plan, onnx_model, (held.images[:cut], logits[:cut]), (held.images[cut:], logits[cut:]),
-                    target, spec.max_latency_cost, macs, ctx.log)
+                    target, spec.max_latency_cost, macs, ctx.log, spec.search_seconds)
     result.plan.search = result.summary()
     ctx.log(f"mixed precision: {len(result.chosen)} parts float, selection {result.selection['agreement']:.4f}, "
             f"validation {result.validation['agreement']:.4f} ({result.seconds:.0f} s)")

@@ -55,6 +55,7 @@ class QuantizeSpec(Strict):
     max_latency_cost: float = Field(default=0.03, ge=0, le=1)  # of the INT8 latency, for the parts kept float
     selection_size: int = Field(default=2000, ge=10)  # held-out images the search chooses on
     validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
+    search_seconds: float = Field(default=180, gt=0)  # the sensitivity scan measures on fewer images to fit
     max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)  # NNCF's accuracy control instead
 
     @field_validator("float_modules")

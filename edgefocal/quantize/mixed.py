@@ -97,12 +97,28 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
     return sorted(rows, key=lambda r: -r["kl_cost"])
 
 
+def _fit_to_time(probes: list[Probe], plan: PrecisionPlan, selection: tuple[np.ndarray, np.ndarray],
+                 seconds: float, log) -> tuple[np.ndarray, np.ndarray]:
+    """The first images of the selection set, as many as let every part be measured within `seconds`
+    (at least 32): a 224² model takes ~1000× a 32² model's time per image."""
+    sample = min(32, len(selection[0]))
+    t = time.time()
+    _worst(probes, frozenset(), selection[0][:sample], selection[1][:sample])
+    per_image = (time.time() - t) / sample
+    n = max(32, min(len(selection[0]), int(seconds / max(per_image * len(_parts(plan)), 1e-9))))
+    if n < len(selection[0]):
+        log(f"mixed precision: {n} of {len(selection[0])} selection images fit the {seconds:.0f} s search budget")
+    return selection[0][:n], selection[1][:n]
+
+
 def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
            validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
-           macs: dict[str, int], log=print) -> MixedPrecision:
+           macs: dict[str, int], log=print, seconds: float = 180.0) -> MixedPrecision:
     """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
-    else; `macs` per module path (prune/macs.py) apportions the measured INT8 gain among the parts."""
+    else; `macs` per module path (prune/macs.py) apportions the measured INT8 gain among the parts;
+    `seconds` bounds the sensitivity scan by measuring on fewer selection images where needed."""
     started = time.time()
+    selection = _fit_to_time(probes, plan, selection, seconds, log)
     cost, share = _latency_costs(probes, plan, selection[0], macs)
     sens = sensitivity(probes, plan, *selection, cost, share)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
