@@ -100,12 +100,19 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
 def _fit_to_time(probes: list[Probe], plan: PrecisionPlan, selection: tuple[np.ndarray, np.ndarray],
                  seconds: float, log) -> tuple[np.ndarray, np.ndarray]:
     """The first images of the selection set, as many as let every part be measured within `seconds`
-    (at least 32): a 224² model takes ~1000× a 32² model's time per image."""
-    sample = min(32, len(selection[0]))
-    t = time.time()
-    _worst(probes, frozenset(), selection[0][:sample], selection[1][:sample])
-    per_image = (time.time() - t) / sample
-    n = max(32, min(len(selection[0]), int(seconds / max(per_image * len(_parts(plan)), 1e-9))))
+    (at least 32): a 224² model takes ~1000× a 32² model's time per image. Two timed runs (16 and 48
+    images) separate each variant's fixed cost (session, compile) from its cost per image."""
+    def timed(n: int) -> float:
+        t = time.time()
+        _worst(probes, frozenset({"(timing)"}), selection[0][:n], selection[1][:n])
+        return time.time() - t
+
+    small, large = min(16, len(selection[0])), min(48, len(selection[0]))
+    t_small, t_large = timed(small), timed(large)
+    per_image = max((t_large - t_small) / max(large - small, 1), 1e-6)
+    fixed = max(t_small - small * per_image, 0.0)
+    budget = seconds / max(len(_parts(plan)), 1) - fixed
+    n = max(32, min(len(selection[0]), int(budget / per_image)))
     if n < len(selection[0]):
         log(f"mixed precision: {n} of {len(selection[0])} selection images fit the {seconds:.0f} s search budget")
     return selection[0][:n], selection[1][:n]

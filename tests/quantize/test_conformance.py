@@ -36,9 +36,13 @@ def _set(model, name, array):
     _init(model, name).CopyFrom(numpy_helper.from_array(array, name))
 
 
-def test_produced_qdq_passes(tiny_qdq):
+def test_produced_qdq_passes(tiny_qdq, tiny_focalnet, fmnist_calibration, tmp_path):
     assert _errors(tiny_qdq) == []
-    assert assert_tensorrt_qdq(tiny_qdq) == []  # residual Adds are quantized too: no warnings
+    # the focalnet policy keeps the residual stream float: TensorRT is told it cannot fuse those Adds
+    assert {v.rule for v in assert_tensorrt_qdq(tiny_qdq)} == {"residual-add"}
+    fp32 = onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path / "tiny.onnx")
+    qdq_onnx_for_tensorrt(fp32, fmnist_calibration[:64], "focalnet-fused", tmp_path / "fused.onnx", log=lambda s: None)
+    assert assert_tensorrt_qdq(onnx.load(str(tmp_path / "fused.onnx"))) == []  # residual Adds quantized: no warnings
 
 
 def test_asymmetric_zero_point_names_the_node(tiny_qdq):

@@ -31,11 +31,14 @@ def _op_types(ml, names):
     return Counter(ops[n] for n in names if n in ops)
 
 
-def test_focalnet_plan_keeps_depthwise_head_and_gate_sums_float(program_and_plan):
+def test_focalnet_plan_keeps_depthwise_head_and_adds_float(program_and_plan):
     ml, graph, modules = program_and_plan
     names = float_op_names(ml, plan_precision(graph, "focalnet"), modules)
-    # tiny FocalNet: 4 blocks × 2 focal levels of depthwise convs, the head, 4 × 2 adds summing gate products
-    assert _op_types(ml, names) == {"conv": 8, "linear": 1, "add": 8, "const": 9}  # consts: their weights
+    # tiny FocalNet: 4 blocks × 2 focal levels of depthwise convs, the head, and every add: 4 × 2 summing gate
+    # products, 4 × 2 residual (the focalnet policy keeps the residual stream float)
+    assert _op_types(ml, names) == {"conv": 8, "linear": 1, "add": 16, "const": 9}  # consts: their weights
+    fused = float_op_names(ml, plan_precision(graph, "focalnet-fused"), modules)
+    assert _op_types(ml, fused) == {"conv": 8, "linear": 1, "add": 8, "const": 9}  # residual adds INT8 there
 
 
 def test_all_preset_and_float_modules(program_and_plan):

@@ -65,11 +65,13 @@ def test_focalnet_preset_keeps_depthwise_and_head_float(tiny_onnx):
 
 def test_fusion_qdq_at_layernorm_and_residual(tiny_onnx, fmnist_calibration, tmp_path):
     out = tmp_path / "q.onnx"
-    stats = qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:32], "focalnet", out, log=lambda s: None)
+    stats = qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:32], "focalnet-fused", out, log=lambda s: None)
     model = onnx.load(str(out))
     producer = {o: n for n in model.graph.node for o in n.output}
     # tiny FocalNet: 1 stem + 3 downsample convs feed Transpose → LayerNorm; 4 blocks × 2 residual Adds
     assert stats["fusion_qdq"] == {"layernorm": 4, "residual": 8}
+    plain = qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:32], "focalnet", tmp_path / "p.onnx", log=lambda s: None)
+    assert plain["fusion_qdq"] == {"layernorm": 0, "residual": 0}  # the focalnet policy keeps the residual stream float
     for n in model.graph.node:
         if n.op_type == "LayerNormalization" and producer[n.input[0]].op_type == "DequantizeLinear":
             t = producer[producer[producer[n.input[0]].input[0]].input[0]]
