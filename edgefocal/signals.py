@@ -6,8 +6,10 @@ thread instead, the staging directory's context manager removes it, and the CLI 
 exit 143 (128 + 15, what a shell reports for a job killed by SIGTERM); SIGINT keeps 130."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -42,11 +44,12 @@ def sigterm_raises():
             fired = True
             raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = _install(signal.SIGTERM, handler)
+    _handle_on_thread_stack(signal.SIGINT)  # Python's own Ctrl-C handler has the same flag
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _install(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -61,13 +64,13 @@ def deferred_signals():
         yield
         return
     arrived: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum))
+    previous = {s: _install(s, lambda signum, frame: arrived.append(signum))
                 for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            _install(s, handler)
         for s in dict.fromkeys(arrived):
             _redeliver(s, previous[s])
 
@@ -77,3 +80,37 @@ def _redeliver(signum: int, handler) -> None:
         handler(signum, None)
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signum)  # the default action: die of it, as without the deferral
+
+
+def _install(signum: int, handler):
+    """`signal.signal`, then the handler runs on the thread's own stack (see `_handle_on_thread_stack`)."""
+    previous = signal.signal(signum, handler)
+    _handle_on_thread_stack(signum)
+    return previous
+
+
+class _SigAction(ctypes.Structure):
+    # glibc's `struct sigaction` on Linux x86_64 and aarch64 (handler, 1024-bit mask, flags, restorer)
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16),
+                ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+
+
+_SA_ONSTACK = 0x08000000
+
+
+def _handle_on_thread_stack(signum: int) -> None:
+    """Clear SA_ONSTACK, which CPython sets on every handler it installs.
+
+    OpenVINO's CPU plugin gives each plugin instance an alternate signal stack (for AMX) and, when
+    instances die out of creation order, leaves the main thread's alternate stack pointing at unmapped
+    memory; a SIGTERM then crashed the build with SIGSEGV (exit 139) instead of raising `Terminated`.
+    Python's C-level handler only sets a flag, so the ordinary stack serves it. No library exposes
+    sigaction's flags, hence ctypes; elsewhere than Linux/glibc it does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    action = _SigAction()
+    if libc.sigaction(signum, None, ctypes.byref(action)) != 0 or not action.flags & _SA_ONSTACK:
+        return
+    action.flags &= ~_SA_ONSTACK
+    libc.sigaction(signum, ctypes.byref(action), None)

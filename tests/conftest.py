@@ -29,6 +29,15 @@ def _tensorrt_reason() -> str | None:
     return "TensorRT is not installed here (no tensorrt module, no trtexec); engine tests run on a Jetson/GPU runner"
 
 
+def pytest_configure(config):
+    """ModelOpt probes `import tensorrt` once, when first imported, and keeps the answer: let that happen
+    before any test puts a fake tensorrt (tests/targets/trt_fakes.py) into sys.modules."""
+    try:
+        importlib.import_module("modelopt.onnx.trt_utils")
+    except ImportError:
+        pass
+
+
 def pytest_collection_modifyitems(config, items):
     reasons = {
         "tensorrt": _tensorrt_reason(),

@@ -1,5 +1,7 @@
 """SIGTERM as an exception (exit 143), once, restored afterwards; signals held back over an atomic step."""
 import os
+import subprocess
+import sys
 import signal
 
 import pytest
@@ -43,3 +45,31 @@ def test_deferred_signals_deliver_after_the_step():
                 steps.append("swap finished")
             steps.append("after")  # never reached: the held signal lands on the way out
     assert steps == ["swap finished"]
+
+
+# OpenVINO plugin instances that die out of creation order leave the main thread's alternate signal stack
+# unmapped; a handler that ran on it crashed the process with SIGSEGV (exit 139).
+_AFTER_OPENVINO = """
+import gc, os, signal
+import numpy as np, openvino as ov
+from openvino import opset13 as ops
+from edgefocal.signals import Terminated, sigterm_raises
+def compiled():
+    p = ops.parameter([1, 4], np.float32)
+    return ov.Core().compile_model(ov.Model([ops.relu(p)], [p]), "CPU")
+first, second = compiled(), compiled()
+del first; gc.collect(); del second; gc.collect()
+for signum in (signal.SIGTERM, signal.SIGINT):
+    try:
+        with sigterm_raises():
+            os.kill(os.getpid(), signum)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    except (Terminated, KeyboardInterrupt) as caught:
+        print(type(caught).__name__)
+"""
+
+
+def test_signals_after_openvino_plugins_die_out_of_order_raise_instead_of_crashing():
+    pytest.importorskip("openvino")
+    done = subprocess.run([sys.executable, "-c", _AFTER_OPENVINO], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()) == (0, ["Terminated", "KeyboardInterrupt"]), done.stderr[-800:]

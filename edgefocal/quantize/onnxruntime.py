@@ -15,7 +15,14 @@ import numpy as np
 import onnx
 
 from edgefocal._deps import require
-from edgefocal.quantize.nncf_common import agreement_metric, dataset, ignored_scope, quiet_nncf, validation_dataset
+from edgefocal.quantize.nncf_common import (
+    advanced_parameters,
+    agreement_metric,
+    dataset,
+    ignored_scope,
+    quiet_nncf,
+    validation_dataset,
+)
 from edgefocal.quantize.policy import PrecisionPlan
 from edgefocal.recipe import QuantizeSpec
 
@@ -77,7 +84,8 @@ def _with_accuracy_control(model, plan: PrecisionPlan, calibration: np.ndarray, 
             model, dataset(calibration, lambda x: {input_name: x}), validation_dataset(validation),
             agreement_metric(predict), max_drop=spec.max_agreement_drop, subset_size=len(calibration),
             fast_bias_correction=spec.fast_bias_correction, preset=nncf.QuantizationPreset.MIXED,
-            model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored_scope(plan))
+            model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored_scope(plan),
+            advanced_quantization_parameters=advanced_parameters(spec))
     return activations_to_uint8(q)
 
 

@@ -26,12 +26,12 @@ def quantize(ov_model, plan: PrecisionPlan, calibration: np.ndarray, spec: Quant
     """The INT8 ov.Model of `ov_model` under `plan`."""
     nncf = require("nncf", "quantize")
     kwargs = dict(subset_size=len(calibration), fast_bias_correction=spec.fast_bias_correction,
-                  model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored_scope(plan),
-                  advanced_parameters=advanced_parameters(spec))
+                  model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored_scope(plan))
     with quiet_nncf():
         if spec.max_agreement_drop is None or validation is None:
-            return nncf.quantize(ov_model, dataset(calibration), **kwargs)
+            return nncf.quantize(ov_model, dataset(calibration), advanced_parameters=advanced_parameters(spec),
+                                 **kwargs)
         return nncf.quantize_with_accuracy_control(
             ov_model, dataset(calibration), validation_dataset(validation),
-            agreement_metric(lambda compiled, images: compiled(images)[0]),
-            max_drop=spec.max_agreement_drop, **kwargs)
+            agreement_metric(lambda compiled, images: compiled(images)[0]), max_drop=spec.max_agreement_drop,
+            advanced_quantization_parameters=advanced_parameters(spec), **kwargs)

@@ -118,7 +118,7 @@ def test_embedded_default_qdq_passes(default_model, fmnist_calibration, tmp_path
     fp32 = onnx_from_torch(default_model.model, (1, 32, 32), tmp_path / "default.onnx")
     out = tmp_path / "default_qdq.onnx"
     qdq_onnx_for_tensorrt(fp32, fmnist_calibration, "focalnet", out, log=lambda s: None)
-    assert check_tensorrt_qdq(out) == []
+    assert {v.rule for v in check_tensorrt_qdq(out)} <= {"residual-add"}  # no errors; the residual stream is float
 
 
 @pytest.mark.slow
@@ -135,4 +135,4 @@ def test_focalnet_tiny_srf_qdq_passes(tmp_path):
     weighted = {r: n for r, n in stats["int8_roles"].items() if r in ("stem", "downsample", "f", "h", "proj", "fc1", "fc2",
                                                                     "focal", "head")}
     assert weighted == {"downsample": 3, "f": 12, "fc1": 12, "fc2": 12, "h": 12, "proj": 12, "stem": 1}
-    assert check_tensorrt_qdq(out) == []
+    assert {v.rule for v in check_tensorrt_qdq(out)} <= {"residual-add"}  # no errors; the residual stream is float

