@@ -180,13 +180,25 @@ def fingerprint(dataset: Dataset, indices: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def make_transform(data_config: dict):
-    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
-    from timm.data import create_transform
+class ImageTransform:
+    """timm's eval transform for a data config, after converting the image to the model's channels (L or
+    RGB); `transform` is timm's torchvision Compose, which the manifest describes step by step."""
 
-    tf = create_transform(**{k: v for k, v in data_config.items() if k != "num_classes"}, is_training=False)
-    mode = "L" if data_config["input_size"][0] == 1 else "RGB"
-    return lambda img: tf(img.convert(mode))
+    def __init__(self, data_config: dict):
+        from timm.data import create_transform
+
+        from edgefocal.preprocessing import KEYS, channel_mode
+
+        self.mode = channel_mode(data_config)
+        self.transform = create_transform(**{k: data_config[k] for k in KEYS if k in data_config}, is_training=False)
+
+    def __call__(self, img):
+        return self.transform(img.convert(self.mode))
+
+
+def make_transform(data_config: dict) -> ImageTransform:
+    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
+    return ImageTransform(data_config)
 
 
 def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:
