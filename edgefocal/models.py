@@ -327,7 +327,10 @@ def from_module(model: torch.nn.Module, data_config: Mapping[str, Any] | None = 
                 class_names: Sequence[str] | None = None, name: str | None = None) -> LoadedModel:
     """An in-memory FocalNet (the Python API's `edgefocal.build(module, ...)`) as the load stage's result.
     Its data config is `data_config` over the module's own `pretrained_cfg`; a module without one (timm's
-    FocalNet built directly has none) must be given `data_config`."""
+    FocalNet built directly has none) must be given `data_config`. The build works on a copy: the caller's
+    module keeps its mode and device (the reference moves to the GPU where there is one)."""
+    import copy
+
     from timm.models.focalnet import FocalNet
 
     from edgefocal.preprocessing import from_pretrained_cfg, resolve
@@ -340,7 +343,7 @@ def from_module(model: torch.nn.Module, data_config: Mapping[str, Any] | None = 
     label = name or pretrained_cfg.get("architecture") or FOCALNET
     config, origin = resolve([("data_config", data_config or {}), ("the module's pretrained_cfg", own)],
                              int(model.in_chans), f"the {type(model).__name__} module")
-    return LoadedModel(model=model.eval(), name=label, data_config=config,
+    return LoadedModel(model=copy.deepcopy(model).eval(), name=label, data_config=config,
                        class_names=_class_names(class_names, model.num_classes, label),
                        arch=arch_of(model) or {"class": type(model).__module__ + "." + type(model).__name__},
                        data_config_source=origin)

@@ -124,5 +124,5 @@ def describe(config: Mapping[str, Any]) -> dict:
         "resize_to": list(scale),
         "pixel_scale": "1/255 (uint8 pixels to [0, 1]) before mean and std",
         "formula": "x[c] = (pixel[c] / 255 - mean[c]) / std[c], after resize and crop",
-        "steps": [f"convert to {channel_mode(config) if c in (1, 3) else 'the model channels'}", *steps],
+        "steps": [f"convert to PIL mode {channel_mode(config)}" if c in (1, 3) else "(arrays only)", *steps],
     }

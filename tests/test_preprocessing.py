@@ -52,7 +52,7 @@ def test_describe_gives_the_numbers_and_the_exact_steps(crop_pct, resize_to, fir
     d = describe({**FULL, "crop_pct": crop_pct})
     assert d["input_size"] == [3, 32, 32] and d["layout"] == "NCHW" and d["channel_order"] == "RGB"
     assert d["mean"] == [0.1, 0.2, 0.3] and d["resize_to"] == resize_to
-    assert d["steps"][0] == "convert to RGB" and d["steps"][1].startswith(first_step)
+    assert d["steps"][0] == "convert to PIL mode RGB" and d["steps"][1].startswith(first_step)
     assert d["steps"][2] == "CenterCrop(size=(32, 32))"
 
 
