@@ -8,6 +8,7 @@ writes the same outputs. Gates do not raise here; `result.raise_for_gates()` doe
 CLI's behaviour."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class BuildResult(pipeline.BuildResult):
     """What a build produced.
 
     `output` is the output directory (artifacts, report.json, report.md, report.html, manifest.json);
-    `report` the dict written to report.json (`report["rows"]`: one row per runner, the FP32 reference first,
-    with top-1, agreement, latency); `gates` the gate results; `passed` whether every gate let it through."""
+    `report` the dict in report.json, as read back from it (`report["rows"]`: one row per runner, the FP32
+    reference first, with top-1, agreement and `latency_ms` keyed by batch size as a string); `gates` the gate
+    results; `passed` whether every gate let it through."""
 
     def raise_for_gates(self) -> None:
         """Raise `edgefocal.errors.GateFailed` naming every failed gate (the CLI's exit code 1); do nothing
@@ -104,7 +106,8 @@ def build(
     data = load_data(rec, loaded.data_config, loaded.model.num_classes, Progress(console),
                      calibration=calib_set, evaluation=eval_set)
     result = pipeline.build(rec, console, model=loaded, data=data)
-    return BuildResult(result.output, result.report, result.gates)
+    written = json.loads((result.output / "report.json").read_text())  # the file's dict: str keys, plain types
+    return BuildResult(result.output, written, result.gates)
 
 
 def _recipe_fields(model, targets, precision, output, data_config, class_names, checkpoint,

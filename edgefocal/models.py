@@ -342,7 +342,9 @@ def from_module(model: torch.nn.Module, data_config: Mapping[str, Any] | None = 
     own = from_pretrained_cfg(pretrained_cfg)
     label = name or pretrained_cfg.get("architecture") or FOCALNET
     config, origin = resolve([("data_config", data_config or {}), ("the module's pretrained_cfg", own)],
-                             int(model.in_chans), f"the {type(model).__name__} module")
+                             int(model.in_chans), f"the {type(model).__name__} module",
+                             fix="pass data_config={'input_size': (C, H, W), 'mean': ..., 'std': ..., "
+                                 "'interpolation': ..., 'crop_pct': ...}: the preprocessing it was trained with")
     return LoadedModel(model=copy.deepcopy(model).eval(), name=label, data_config=config,
                        class_names=_class_names(class_names, model.num_classes, label),
                        arch=arch_of(model) or {"class": type(model).__module__ + "." + type(model).__name__},

@@ -47,11 +47,15 @@ def from_timm_args(args: Mapping[str, Any] | None, model_chans: int) -> dict:
     return out
 
 
-def resolve(sources: Sequence[Source], model_chans: int, what: str) -> tuple[dict, dict]:
+FIX = ("set model.data_config (input_size, mean, std, interpolation, crop_pct) to what the model was trained "
+       "with, or use a checkpoint saved by timm's train.py (it stores them)")
+
+
+def resolve(sources: Sequence[Source], model_chans: int, what: str, fix: str = FIX) -> tuple[dict, dict]:
     """(data config, where each field came from): each field from the first source that sets it.
 
-    `what` names the model in errors. Fields none of the sources sets are an error, except crop_mode,
-    which timm itself defaults to "center"."""
+    `what` names the model in errors, `fix` says where to set the fields. Fields none of the sources sets are
+    an error, except crop_mode, which timm itself defaults to "center"."""
     config: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for label, fields in sources:
@@ -60,9 +64,7 @@ def resolve(sources: Sequence[Source], model_chans: int, what: str) -> tuple[dic
                 config[key], origin[key] = fields[key], label
     missing = [k for k in REQUIRED if k not in config]
     if missing:
-        raise BadInput(f"{what} has no data config for {', '.join(missing)}",
-                       hint="set model.data_config (input_size, mean, std, interpolation, crop_pct) to what the "
-                            "model was trained with, or use a checkpoint saved by timm's train.py (it stores them)")
+        raise BadInput(f"{what} has no data config for {', '.join(missing)}", hint=fix)
     if "crop_mode" not in config:
         config["crop_mode"], origin["crop_mode"] = "center", "timm default"
     config = normalized(config)
