@@ -14,6 +14,7 @@ import yaml
 
 from edgefocal.cli import main
 from edgefocal.data import balanced_subset, fashion_mnist, preprocess
+from imagefolders import write_imagefolder
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "focalnet-rgb"
@@ -48,19 +49,6 @@ def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.inference_mode():
         pred = torch.cat([model(torch.from_numpy(x[i:i + 500])).argmax(1) for i in range(0, len(x), 500)]).numpy()
     return float((pred == y).mean())
-
-
-def write_imagefolder(root: Path, dataset, indices: np.ndarray) -> list[tuple[Path, int]]:
-    """PNG files in one sub-folder per class (named by class index, so folder order is label order); returns
-    (file, label) in the order an ImageFolder lists them."""
-    files = []
-    for i in indices:
-        label = int(dataset.labels[i])
-        path = root / str(label) / f"{int(i):05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dataset.load(int(i)).save(path)
-        files.append((path, label))
-    return sorted(files, key=lambda f: (f[0].parent.name, f[0].name))
 
 
 @pytest.mark.slow
