@@ -3,6 +3,7 @@ reported, not raised, until raise_for_gates(); bad arguments fail before any wor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_a_passing_build_raises_nothing(tiny_focalnet, tmp_path):
     ({"gate": {"min_agreement": 0.9}}, "gate: Extra inputs are not permitted"),
     ({"targets": ["openvno"]}, "unknown target 'openvno'; did you mean 'openvino'"),
     ({"class_names": ["a"]}, "1 class names were given"),
+    ({"recipe": "no-such-recipe.yaml"}, "recipe no-such-recipe.yaml does not exist"),
 ])
 def test_bad_arguments_fail_with_one_line(tiny_focalnet, tmp_path, kwargs, message):
     args = {"calibration": np.zeros((2, 1, 32, 32), np.float32),
@@ -105,7 +107,21 @@ def test_import_edgefocal_stays_light():
     """`import edgefocal` (and the CLI's startup) does not import torch until the API is used."""
     import subprocess
     import sys
-    from pathlib import Path
 
     code = "import sys, edgefocal; assert 'torch' not in sys.modules; edgefocal.build; assert 'torch' in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent).returncode == 0
+
+
+def test_paths_become_recipe_fields_and_sections_merge(tmp_path):
+    """An ImageFolder path is handed to the recipe's loader; section overrides merge field by field with a
+    recipe file's sections instead of replacing them."""
+    from edgefocal.api import _recipe_fields, _source
+    from edgefocal.recipe import load_recipe
+
+    dataset, fields = _source("calibration", tmp_path / "calib", {})
+    assert dataset is None and fields == {"calibration.source": "imagefolder", "calibration.path": str(tmp_path / "calib")}
+    fields = _recipe_fields("edgefocal-fmnist", "openvino,onnxruntime", "fp32", None, None, None, None,
+                            {"gates": {"min_agreement": 0.9}, "quantize.preset": "all"})
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "openvino-int8.yaml", fields)
+    assert recipe.targets == ["openvino", "onnxruntime"] and recipe.quantize.preset == "all"
+    assert recipe.gates.min_agreement == 0.9 and recipe.gates.max_top1_drop == 0.3  # the file's other gates stay
