@@ -68,10 +68,11 @@ def build(
             size), or a model name as the recipe takes it (a timm focalnet_* name, "edgefocal-fmnist").
             A module is copied, never changed.
         calibration: preprocessed float32 NCHW images, an ImageFolder directory (one sub-folder per class),
-            or an iterable of float32 arrays; the recipe's `calibration.size` (300) images are drawn from it.
-            None: the recipe's calibration set.
+            or an iterable of float32 arrays; the recipe's `calibration.size` (300; `**{"calibration.size": N}`)
+            images are drawn from it, class-balanced where it has labels. None: the recipe's calibration set.
         eval: `(images, labels)` (float32 NCHW, integer class indices) or an ImageFolder directory; every
-            image is evaluated unless `eval={"size": N}` is given. None: the recipe's eval set.
+            image is evaluated unless `**{"eval.size": N}` asks for a class-balanced subset. None: the
+            recipe's eval set.
         targets: "openvino", "onnxruntime", "tensorrt", "coreml" or "auto", or a list of them.
         precision: "int8", "fp16" or "fp32".
         output: the output directory (replaced atomically); None: the recipe's.

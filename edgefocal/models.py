@@ -120,10 +120,11 @@ def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BadInput(f"checkpoint {path} holds no state dict of tensors", hint="save model.state_dict()")
-    args = raw.get("args") if isinstance(raw, dict) and state is not raw else None
-    cfg = raw.get("pretrained_cfg") if isinstance(raw, dict) and state is not raw else None
-    return Checkpoint(path, {k.removeprefix("module."): v for k, v in state.items()},
-                      args=vars(args) if hasattr(args, "__dict__") else args if isinstance(args, dict) else None,
+    around = raw if isinstance(raw, dict) and state is not raw else {}  # what the file holds beside the weights
+    args = around.get("args")  # timm train.py: an argparse.Namespace
+    args = args if isinstance(args, dict) else vars(args) if hasattr(args, "__dict__") else None
+    cfg = around.get("pretrained_cfg")
+    return Checkpoint(path, {k.removeprefix("module."): v for k, v in state.items()}, args=args,
                       pretrained_cfg=cfg if isinstance(cfg, dict) else None)
 
 
