@@ -49,6 +49,8 @@ def find_artifact(artifact: Path) -> BuiltArtifact:
             manifest = json.loads((output / "manifest.json").read_text())
             relative = str(artifact.resolve().relative_to(output))
             entry = next((a for a in manifest.get("artifacts", []) if a["path"] == relative), None)
+            if entry is None and artifact.suffix == ".engine":
+                entry = engine_entry(manifest, artifact, relative)
             if entry is None:
                 raise BadInput(f"{artifact} is not an artifact of the build in {output} (manifest.json does not list it)",
                                hint=f"pass one of: {', '.join(a['path'] for a in manifest.get('artifacts', []))}")
@@ -59,9 +61,27 @@ def find_artifact(artifact: Path) -> BuiltArtifact:
     raise BadInput(f"no manifest.json above {artifact}", hint="pass an artifact inside an edgefocal build output")
 
 
+def engine_entry(manifest: dict, engine: Path, relative: str) -> dict | None:
+    """A TensorRT engine built on the device after the build (`edgefocal engine`, the command the report
+    prints) is not in the manifest; it is the build's when its sidecar says it was built from one of the
+    build's ONNX artifacts, byte for byte."""
+    from edgefocal.targets.tensorrt.sidecar import read_sidecar
+
+    sidecar = read_sidecar(engine)
+    source = next((a for a in manifest.get("artifacts", []) if a["path"].endswith(".onnx")
+                   and a.get("sha256") == sidecar.get("onnx_sha256")), None)
+    if source is None:
+        return None
+    spec = sidecar.get("build", {}).get("spec", {})
+    return {"path": relative, "target": "tensorrt", "precision": spec.get("precision", source["precision"]),
+            "sha256": None, "built_from": source["path"], "max_batch": spec.get("max_batch", 1)}
+
+
 def check_unchanged(built: BuiltArtifact) -> None:
     from edgefocal.outputs import artifact_sha256
 
+    if built.entry["sha256"] is None:  # an engine built later: its sidecar tied it to the build's ONNX
+        return
     if artifact_sha256(built.path) != built.entry["sha256"]:
         raise BadInput(f"{built.path} is not the artifact the build verified: its sha256 differs from manifest.json's",
                        hint="rebuild, or restore the file the build wrote")
@@ -139,7 +159,7 @@ def predict(artifact: Path, images: list[Path], k: int = 5, threads: int | None 
     files = image_files(images)
     config = built.manifest["model"]["data_config"]
     x = load_images(files, config)
-    with runner_for(built, threads) as runner:
-        logits = run_batches(runner, x)  # batches of 100, as the build's evaluation
+    with runner_for(built, threads) as runner:  # batches of 100, as the build's evaluation (an engine: its profile's)
+        logits = run_batches(runner, x, batch=int(built.entry.get("max_batch", 100)))
     names = built.manifest.get("class_names") or [str(i) for i in range(logits.shape[1])]
     return [Prediction(f, top) for f, top in zip(files, top_k(logits, names, min(k, logits.shape[1])))]

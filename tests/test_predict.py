@@ -101,3 +101,27 @@ def test_inspect_shows_artifacts_gates_preprocessing_and_classes(built, capsys):
     int8 = next(a for a in info["artifacts"] if a["path"] == "openvino/model_int8.xml")
     assert int8["size_bytes"] > 0 and int8["top1"] is not None and len(int8["sha256"]) == 64
     assert info["preprocessing"]["resize_to"] == [32, 32] and info["class_names"] == FASHION_MNIST_CLASSES
+
+
+def test_an_engine_built_later_from_the_builds_onnx_is_accepted(built, tmp_path):
+    """The engine `edgefocal engine` builds on the device is not in the manifest; its sidecar's ONNX sha256 ties
+    it to the build (here a stand-in file: TensorRT is not installed, so it is not run)."""
+    from edgefocal.models import sha256_file
+    from edgefocal.predict import find_artifact, runner_for
+    from edgefocal.targets.tensorrt import TensorRTRunner
+
+    root, _ = built
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    engine = out / "tensorrt" / "model_fp32.engine"
+    engine.parent.mkdir()
+    engine.write_bytes(b"engine")
+    sidecar = {"onnx_sha256": sha256_file(out / "model_fp32.onnx"), "build": {"spec": {"precision": "fp32", "max_batch": 32}}}
+    (out / "tensorrt" / "model_fp32.engine.json").write_text(json.dumps(sidecar))
+    found = find_artifact(engine)
+    assert found.entry["built_from"] == "model_fp32.onnx" and found.entry["max_batch"] == 32
+    assert isinstance(runner_for(found), TensorRTRunner)
+    sidecar["onnx_sha256"] = "0" * 64
+    (out / "tensorrt" / "model_fp32.engine.json").write_text(json.dumps(sidecar))
+    with pytest.raises(BadInput, match="is not an artifact of the build"):
+        find_artifact(engine)
