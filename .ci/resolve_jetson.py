@@ -65,23 +65,26 @@ def requirements(pyproject: Path, extra: str | None) -> list[str]:
     return out
 
 
-def stub_wheel(folder: Path, name: str, version: str, requires: list[str] = (), tag: str = "py3-none-any") -> Path:
-    """A minimal wheel (metadata only): what pip's resolver reads of a package."""
+def stub_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] | list[str] = (),
+               tag: str = "py3-none-any") -> Path:
+    """A minimal wheel (metadata only): all pip's resolver reads of a package."""
     from packaging.version import Version
 
     version = str(Version(version))
-    dist = f"{re.sub(r'[-.]+', '_', name)}-{version}"
-    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-                      *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
-    files = {f"{dist.split('-')[0]}-{version}.dist-info/METADATA": meta,
-             f"{dist.split('-')[0]}-{version}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: stub\nRoot-Is-Purelib: true\nTag: {tag}\n"}
-    record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(c.encode()).digest()).rstrip(b'=').decode()},{len(c)}\n"
-                     for p, c in files.items())
-    files[f"{dist.split('-')[0]}-{version}.dist-info/RECORD"] = record
-    path = folder / f"{dist}-{tag}.whl"
+    stem = f"{re.sub(r'[-.]+', '_', name)}-{version}"
+    info = f"{stem}.dist-info"
+    files = {f"{info}/METADATA": "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                                            *(f"Requires-Dist: {r}" for r in requires)]) + "\n",
+             f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: stub\nRoot-Is-Purelib: true\nTag: {tag}\n"}
+
+    def digest(text: str) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+    files[f"{info}/RECORD"] = "".join(f"{p},sha256={digest(c)},{len(c)}\n" for p, c in files.items()) + f"{info}/RECORD,,\n"
+    path = folder / f"{stem}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as z:
-        for p, c in files.items():
-            z.writestr(p, c)
+        for member, text in files.items():
+            z.writestr(member, text)
     return path
 
 
