@@ -5,7 +5,6 @@ data config (the steps `edgefocal inspect` prints), and its file is checked agai
 first, so a prediction is about the artifact the report describes, not one copied over it."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +39,15 @@ class BuiltArtifact:
 
 def find_artifact(artifact: Path) -> BuiltArtifact:
     """The artifact's build: the nearest manifest.json above it that lists it."""
+    from edgefocal.buildinfo import read as read_build
+
     artifact = Path(artifact)
     if not artifact.exists():
         raise BadInput(f"artifact {artifact} does not exist", hint="pass a file from a build output, e.g. "
                        "build/edgefocal/openvino/model_int8.xml (edgefocal inspect OUTPUT lists them)")
     for output in artifact.resolve().parents:
         if (output / "manifest.json").is_file():
-            manifest = json.loads((output / "manifest.json").read_text())
+            manifest, _ = read_build(output)  # a damaged manifest.json is a one-line error, not a traceback
             relative = str(artifact.resolve().relative_to(output))
             entry = next((a for a in manifest.get("artifacts", []) if a["path"] == relative), None)
             if entry is None and artifact.suffix == ".engine":
