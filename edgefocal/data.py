@@ -50,16 +50,43 @@ def read_idx(path: Path) -> np.ndarray:
 
 @dataclass
 class Dataset:
-    """Labelled images addressed by index; `load(i)` returns a PIL image, `key(i)` a stable identity."""
+    """Labelled images addressed by index; `load(i)` returns a PIL image, `key(i)` a stable identity.
+    A dataset of already preprocessed arrays (the Python API's) holds them in `arrays` instead."""
 
     name: str
     labels: np.ndarray
     class_names: list[str]
     load: Callable[[int], "object"]
     key: Callable[[int], bytes]
+    arrays: np.ndarray | None = None  # float32 NCHW, preprocessed by the caller
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def array_dataset(name: str, images: np.ndarray, labels: np.ndarray | None = None) -> Dataset:
+    """Preprocessed float32 NCHW images (and labels, for an eval set) as a Dataset, so the same subset,
+    fingerprint and held-out logic applies to them as to image files. Unlabelled images get label 0."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.float32:
+        raise BadInput(f"the {name} images are a {images.dtype} array of shape {images.shape}, not float32 NCHW",
+                       hint="pass preprocessed images as np.float32 of shape (N, C, H, W) (x.astype(np.float32))")
+    if len(images) == 0:
+        raise BadInput(f"the {name} images are empty", hint="pass at least one image")
+    if labels is None:
+        labels = np.zeros(len(images), np.int64)
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise BadInput(f"the {name} labels ({labels.dtype}, shape {labels.shape}) are not {len(images)} class "
+                       "indices ≥ 0", hint="pass labels as an integer array with one class index per image")
+    labels = labels.astype(np.int64)
+
+    def no_file(i: int):
+        raise BadInput(f"the {name} set holds arrays, not image files", hint="use its arrays")
+
+    return Dataset(name=f"array:{name}", labels=labels, class_names=[str(c) for c in range(int(labels.max()) + 1)],
+                   load=no_file, key=lambda i: images[i].tobytes() + int(labels[i]).to_bytes(2, "little"),
+                   arrays=images)
 
 
 def _array_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> Dataset:
@@ -180,17 +207,40 @@ def fingerprint(dataset: Dataset, indices: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def make_transform(data_config: dict):
-    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
-    from timm.data import create_transform
+class ImageTransform:
+    """timm's eval transform for a data config, after converting the image to the model's channels (L or
+    RGB); `transform` is timm's torchvision Compose, which the manifest describes step by step."""
 
-    tf = create_transform(**{k: v for k, v in data_config.items() if k != "num_classes"}, is_training=False)
-    mode = "L" if data_config["input_size"][0] == 1 else "RGB"
-    return lambda img: tf(img.convert(mode))
+    def __init__(self, data_config: dict):
+        from timm.data import create_transform
+
+        from edgefocal.preprocessing import KEYS
+
+        self.config = data_config
+        self.transform = create_transform(**{k: data_config[k] for k in KEYS if k in data_config}, is_training=False)
+
+    def __call__(self, img):
+        from edgefocal.preprocessing import channel_mode
+
+        return self.transform(img.convert(channel_mode(self.config)))  # refuses models of other channel counts
+
+
+def make_transform(data_config: dict) -> ImageTransform:
+    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
+    return ImageTransform(data_config)
 
 
 def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:
-    """Preprocessed float32 NCHW array of the given items."""
+    """Preprocessed float32 NCHW array of the given items (taken as they are from a dataset of arrays)."""
+    if dataset.arrays is not None:
+        expected = tuple(int(v) for v in data_config["input_size"])
+        if dataset.arrays.shape[1:] != expected:
+            raise BadInput(f"the {dataset.name} images have shape {dataset.arrays.shape[1:]} per image but the "
+                           f"model's data config says input_size {list(expected)}",
+                           hint="preprocess the images to the model's input size, or pass data_config= to match")
+        if progress is not None:
+            progress(len(indices))
+        return np.ascontiguousarray(dataset.arrays[indices])
     tf = make_transform(data_config)
     out = np.empty((len(indices), *data_config["input_size"]), dtype=np.float32)
     for j, i in enumerate(indices):
@@ -223,36 +273,41 @@ class BuildData:
     used: np.ndarray  # its indices taken for calibration
 
 
-def _image_set(spec, data_config: dict, what: str, size: int | None,
-               progress: Progress) -> tuple[ImageSet, Dataset, np.ndarray]:
-    ds = open_dataset(spec.source, spec.split, spec.path)
+def _image_set(ds: Dataset, spec, data_config: dict, what: str, size: int | None,
+               progress: Progress) -> tuple[ImageSet, np.ndarray]:
     if len(ds) == 0:
         raise BadInput(f"the {what} set ({ds.name}) is empty", hint=f"point {what} at labelled images")
     idx = balanced_subset(ds.labels, size, spec.seed) if size else np.arange(len(ds))
     with progress.task(f"preprocess {what} ({ds.name})", len(idx)) as advance:
         images = preprocess(ds, idx, data_config, advance)
-    return ImageSet(ds.name, images, ds.labels[idx], fingerprint(ds, idx)), ds, idx
+    return ImageSet(ds.name, images, ds.labels[idx], fingerprint(ds, idx)), idx
 
 
-def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | None = None) -> BuildData:
-    """The recipe's calibration subset and eval set, preprocessed with the model's data config."""
+def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | None = None, *,
+              calibration: Dataset | None = None, evaluation: Dataset | None = None) -> BuildData:
+    """The recipe's calibration subset and eval set, preprocessed with the model's data config. Datasets
+    given here (the Python API's arrays) stand in for the recipe's sources; its sizes and seeds still apply."""
     progress = progress or Progress()
-    calibration, source, used = _image_set(recipe.calibration, data_config, "calibration", recipe.calibration.size,
-                                           progress)
-    evaluation, _, _ = _image_set(recipe.eval, data_config, "eval", recipe.eval.size, progress)
-    if len(evaluation) and evaluation.labels.max() >= num_classes:
-        raise BadInput(f"eval labels go up to {evaluation.labels.max()} but the model has {num_classes} classes",
+    source = calibration or open_dataset(recipe.calibration.source, recipe.calibration.split, recipe.calibration.path)
+    calib, used = _image_set(source, recipe.calibration, data_config, "calibration", recipe.calibration.size, progress)
+    ev = evaluation or open_dataset(recipe.eval.source, recipe.eval.split, recipe.eval.path)
+    evaluated, _ = _image_set(ev, recipe.eval, data_config, "eval", recipe.eval.size, progress)
+    if len(evaluated) and evaluated.labels.max() >= num_classes:
+        raise BadInput(f"eval labels go up to {evaluated.labels.max()} but the model has {num_classes} classes",
                        hint="pass --num-classes / a checkpoint trained on this dataset")
-    return BuildData(calibration, evaluation, source, used)
+    return BuildData(calib, evaluated, source, used)
 
 
 def held_out(data: BuildData, size: int, seed: int, data_config: dict) -> ImageSet:
     """Up to `size` class-balanced images of the calibration source that calibration did not use (and, the
-    source being the train split by default, that the eval set does not hold)."""
+    source being the train split by default, that the eval set does not hold). When calibration used every
+    image (the Python API's arrays), the calibration images themselves: the precision search compares with
+    FP32 logits, not labels, so it still works, only less independently, and the set's name says so."""
     spare = np.setdiff1d(np.arange(len(data.source)), data.used)
     if len(spare) == 0:
-        raise BadInput(f"the calibration set ({data.source.name}) has no images left over for validation",
-                       hint="use a calibration source larger than calibration.size")
+        c = data.calibration
+        return ImageSet(f"{c.name} (calibration images: none held out)", c.images[:size], c.labels[:size],
+                        c.fingerprint)
     pick = spare[balanced_subset(data.source.labels[spare], min(size, len(spare)), seed)]
     images = preprocess(data.source, pick, data_config)
     return ImageSet(f"{data.source.name} (held out)", images, data.source.labels[pick], fingerprint(data.source, pick))

@@ -1,4 +1,6 @@
-"""manifest.json: everything needed to reproduce and audit the artifacts of one build."""
+"""manifest.json: everything needed to reproduce and audit the artifacts of one build, and to use them: the
+exact preprocessing of their input and the names of their outputs' classes (`edgefocal inspect` prints it,
+`edgefocal predict` follows it)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -50,22 +52,30 @@ def machine() -> dict:
 
 
 def artifacts(rows: list[dict], workdir: Path, onnx_fp32: Path) -> list[dict]:
-    """Every file the build wrote for a row, and the exported ONNX, with sha256."""
-    from edgefocal.outputs import artifact_sha256
+    """Every file the build wrote for a row, and the exported ONNX, with sha256 and size."""
+    from edgefocal.outputs import artifact_sha256, artifact_size
 
-    out = [{"path": r["path"], "target": r["target"], "precision": r["precision"],
-            "sha256": artifact_sha256(workdir / r["path"])}
+    out = [{"path": r["path"], "target": r["target"], "precision": r["precision"], "label": r["label"],
+            "sha256": artifact_sha256(workdir / r["path"]), "size_bytes": artifact_size(workdir / r["path"])}
            for r in rows if "path" in r and (workdir / r["path"]).exists()]
-    out.append({"path": onnx_fp32.name, "target": "onnx", "precision": "fp32", "sha256": artifact_sha256(onnx_fp32)})
+    out.append({"path": onnx_fp32.name, "target": "onnx", "precision": "fp32", "label": "exported ONNX",
+                "sha256": artifact_sha256(onnx_fp32), "size_bytes": artifact_size(onnx_fp32)})
     return out
 
 
 def assemble(*, loaded, recipe, report: dict, workdir: Path, onnx_fp32: Path) -> dict:
     """manifest.json of one build."""
+    from edgefocal.preprocessing import describe
+
     model = {"name": loaded.name, "arch": loaded.arch, "checkpoint": report["model"]["checkpoint"],
-             "checkpoint_sha256": loaded.checkpoint_sha256, "data_config": loaded.data_config}
+             "checkpoint_sha256": loaded.checkpoint_sha256, "num_classes": len(loaded.class_names),
+             "data_config": loaded.data_config, "data_config_source": loaded.data_config_source}
     return manifest(model=model, recipe=recipe.model_dump(mode="json"), calibration=report["calibration"],
-                    artifacts=artifacts(report["rows"], workdir, onnx_fp32))
+                    artifacts=artifacts(report["rows"], workdir, onnx_fp32),
+                    extra={"preprocessing": describe(loaded.data_config), "class_names": list(loaded.class_names),
+                           "outputs": "logits: float32, one row per image, one column per class in class_names "
+                                      "order (softmax gives probabilities); a Core ML package with class labels "
+                                      "returns the top label and the same logits keyed by class name"})
 
 
 def write(man: dict, out: Path) -> None:
@@ -78,7 +88,7 @@ def write(man: dict, out: Path) -> None:
 
 def manifest(*, model: dict, recipe: dict, calibration: dict, artifacts: list[dict], extra: dict | None = None) -> dict:
     return {
-        "schema": 1,
+        "schema": 2,  # 2: preprocessing, class_names, outputs; artifacts carry label and size
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": model,
         "recipe": recipe,

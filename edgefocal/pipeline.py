@@ -38,8 +38,10 @@ class BuildResult:
         return all(g.passed for g in self.gates)
 
 
-def build(recipe: Recipe, console=None) -> BuildResult:
-    """Build, verify and gate every target of `recipe`; the output directory appears only on success."""
+def build(recipe: Recipe, console=None, *, model: models.LoadedModel | None = None,
+          data: BuildData | None = None) -> BuildResult:
+    """Build, verify and gate every target of `recipe`; the output directory appears only on success.
+    An already loaded `model` and `data` (the Python API's, edgefocal/api.py) replace the load and data stages."""
     progress, started = Progress(console), time.time()
     targets = prepare(recipe)
     baseline = load_report(recipe.gates.baseline) if recipe.gates.baseline else None  # a bad path fails now
@@ -47,10 +49,11 @@ def build(recipe: Recipe, console=None) -> BuildResult:
     staged = StagedOutput(recipe.output)  # fails now, not after minutes of work, if unwritable or busy
     try:
         with staged:
-            loaded = models.load(recipe.model)
+            loaded = model if model is not None else models.load(recipe.model)
             progress.log(f"model {loaded.name} ({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.2f}M "
                          f"params), input {tuple(loaded.data_config['input_size'])}")
-            data = load_data(recipe, loaded.data_config, loaded.model.num_classes, progress)
+            if data is None:
+                data = load_data(recipe, loaded.data_config, loaded.model.num_classes, progress)
             inputs = reporting.identity(loaded, data)
             if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
                 check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
@@ -181,7 +184,7 @@ def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, p
                     ctx.data_config)
     logits = predict(TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads), held.images)
     cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
-    ctx.log(f"mixed precision: target agreement {target:.4f} on {cut} held-out images "
+    ctx.log(f"mixed precision: target agreement {target:.4f} on {cut} images of {held.name} "
             f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%}")
     from edgefocal.prune.macs import count
 

@@ -18,11 +18,130 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class DataConfig(Strict):
+    """Preprocessing as timm names it (`timm.data.resolve_data_config`): the fields set here win over a
+    checkpoint's and the model's own. A model built from `arch` has no defaults, so it needs input_size, mean,
+    std, interpolation and crop_pct from here or from its checkpoint (models.py says which are missing)."""
+
+    input_size: tuple[int, int, int] | None = None  # (channels, height, width)
+    mean: list[float] | None = None  # per channel, of pixels scaled to [0, 1]
+    std: list[float] | None = None
+    interpolation: Literal["nearest", "bilinear", "bicubic", "box", "hamming", "lanczos"] | None = None
+    crop_pct: float | None = Field(default=None, gt=0)  # resize to size / crop_pct, then crop to size
+    crop_mode: Literal["center", "squash", "border"] | None = None
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, v):
+        if v is not None and min(v) < 1:
+            raise ValueError(f"input_size is (channels, height, width), each ≥ 1; got {list(v)}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v):
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError(f"std values divide the pixels and must be > 0; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _channels_agree(self):
+        lengths = {k: len(v) for k, v in (("mean", self.mean), ("std", self.std)) if v is not None}
+        if self.input_size is not None:
+            lengths["input_size channels"] = self.input_size[0]
+        if len(set(lengths.values())) > 1:
+            raise ValueError("mean, std and input_size disagree on the number of channels: "
+                             + ", ".join(f"{k} {n}" for k, n in lengths.items()))
+        return self
+
+
+class FocalNetArch(Strict):
+    """Keyword arguments of timm's `timm.models.focalnet.FocalNet` (tests/test_recipe.py checks this list
+    against timm's signature). Fields left out take timm's defaults; an int `focal_levels`/`focal_windows`
+    applies to every stage."""
+
+    in_chans: int = Field(default=3, ge=1)
+    num_classes: int = Field(default=1000, ge=1)
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax"] = "avg"
+    embed_dim: int = Field(default=96, ge=1)
+    depths: list[int] = Field(default=[2, 2, 6, 2], min_length=1)
+    mlp_ratio: float = Field(default=4.0, gt=0)
+    focal_levels: int | list[int] = 2
+    focal_windows: int | list[int] = 3
+    use_overlap_down: bool = False
+    use_post_norm: bool = False
+    use_post_norm_in_modulation: bool = False
+    normalize_modulator: bool = False
+    head_hidden_size: int | None = Field(default=None, ge=1)
+    head_init_scale: float = 1.0
+    layerscale_value: float | None = None
+    drop_rate: float = Field(default=0.0, ge=0, lt=1)
+    proj_drop_rate: float = Field(default=0.0, ge=0, lt=1)
+    drop_path_rate: float = Field(default=0.1, ge=0, lt=1)  # only matters in training; built with 0 unless set
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data):
+        """An unknown key is named with the closest FocalNet argument, not just 'extra inputs'."""
+        import difflib
+
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    close = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
+                    raise ValueError(f"'{key}' is not an argument of timm's FocalNet"
+                                     + (f"; did you mean '{close[0]}'?" if close else "")
+                                     + f" (it takes {', '.join(cls.model_fields)})")
+        return data
+
+    @model_validator(mode="after")
+    def _per_stage(self):
+        for key in ("focal_levels", "focal_windows"):
+            value = getattr(self, key)
+            if isinstance(value, list) and len(value) != len(self.depths):
+                raise ValueError(f"{key} has {len(value)} values but depths has {len(self.depths)} stages")
+            if min(value if isinstance(value, list) else [value]) < 1:
+                raise ValueError(f"{key} must be ≥ 1; got {value}")
+        if min(self.depths) < 1:
+            raise ValueError(f"every stage needs at least one block; got depths {self.depths}")
+        return self
+
+    def kwargs(self) -> dict:
+        """The arguments as FocalNet takes them: per-stage tuples, only the fields the recipe set (and a
+        drop_path_rate of 0: the model is evaluated, never trained here)."""
+        out = self.model_dump(exclude_unset=True)
+        for key in ("focal_levels", "focal_windows"):
+            if key in out:
+                value = out[key]
+                out[key] = tuple(value) if isinstance(value, list) else (value,) * len(self.depths)
+        if "depths" in out:
+            out["depths"] = tuple(out["depths"])
+        out.setdefault("drop_path_rate", 0.0)
+        return out
+
+
 class ModelSpec(Strict):
-    name: str = "edgefocal-fmnist"  # a timm focalnet_* name, or the embedded default
-    checkpoint: Path | None = None  # .safetensors/.pth, timm or official microsoft/FocalNet format
+    """Which FocalNet: a timm focalnet_* name, the embedded default, or `focalnet` built from `arch`."""
+
+    name: str = "edgefocal-fmnist"  # a timm focalnet_* name, "focalnet" (built from arch), or the embedded default
+    arch: FocalNetArch | None = None  # with name: focalnet
+    checkpoint: Path | None = None  # .safetensors/.pth: timm (incl. train.py's), or official microsoft/FocalNet
     num_classes: int | None = Field(default=None, ge=1)
     trust_checkpoint: bool = False  # allow full unpickling (official checkpoints embed a yacs config)
+    data_config: DataConfig = DataConfig()  # preprocessing overrides, for any model
+    class_names: list[str] | None = None  # index order of the classifier's outputs
+
+    @model_validator(mode="after")
+    def _arch_goes_with_focalnet(self):
+        if self.name == "focalnet" and self.arch is None:
+            raise ValueError("name focalnet builds timm's FocalNet from model.arch: add arch (embed_dim, depths, ...)")
+        if self.arch is not None and self.name != "focalnet":
+            raise ValueError(f"model.arch is used only with name: focalnet (name is '{self.name}'): "
+                             "drop arch, or set name: focalnet")
+        if self.arch is not None and self.num_classes is not None and "num_classes" in self.arch.model_fields_set \
+                and self.arch.num_classes != self.num_classes:
+            raise ValueError(f"num_classes {self.num_classes} and arch.num_classes {self.arch.num_classes} disagree")
+        return self
 
 
 class DataSpec(Strict):

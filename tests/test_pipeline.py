@@ -65,3 +65,11 @@ def test_held_out_images_are_disjoint_from_calibration(recipe, default_model):
     calib = {img.tobytes() for img in data.calibration.images}
     assert not any(img.tobytes() in calib for img in held.images)
     assert np.bincount(held.labels, minlength=10).min() == 5  # class-balanced
+
+
+def test_without_spare_images_the_calibration_images_stand_in_and_say_so(recipe, default_model):
+    data = load_data(recipe, default_model.data_config, 10)
+    everything = BuildData(data.calibration, data.eval, data.source, np.arange(len(data.source)))
+    held = held_out(everything, 50, seed=1, data_config=default_model.data_config)
+    assert held.name.endswith("(calibration images: none held out)")
+    assert np.array_equal(held.images, data.calibration.images[:50])

@@ -10,7 +10,7 @@ import sys
 
 from edgefocal.errors import EdgefocalError
 
-COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine")
+COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine", "inspect", "predict")
 
 
 def _module(command: str):
