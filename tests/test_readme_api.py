@@ -1,12 +1,9 @@
-"""README's Python API example runs as written: from README.md's "## Python API" section once the integrator
-has moved it there, from README-sections.md until then."""
+"""README's Python API example runs as written (README.md's "## Python API" section)."""
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = 'output="build/api-example"'
@@ -14,15 +11,12 @@ OUTPUT = 'output="build/api-example"'
 
 def api_example() -> tuple[str, str]:
     """(file, the one python block of its "## Python API" section)."""
-    for name in ("README.md", "README-sections.md"):
-        path = REPO / name
-        text = path.read_text() if path.is_file() else ""
-        if "\n## Python API\n" in text:
-            section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
-            blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-            assert len(blocks) == 1, f"{name}: expected one python block under '## Python API', found {len(blocks)}"
-            return name, blocks[0]
-    pytest.fail("neither README.md nor README-sections.md has a '## Python API' section")
+    text = (REPO / "README.md").read_text()
+    assert "\n## Python API\n" in text, "README.md has no '## Python API' section"
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, f"README.md: expected one python block under '## Python API', found {len(blocks)}"
+    return "README.md", blocks[0]
 
 
 def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):

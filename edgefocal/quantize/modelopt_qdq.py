@@ -25,6 +25,7 @@ only the pure-Python pieces its ONNX PTQ imports (pyproject.toml says which), ne
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import re
 import tempfile
 from pathlib import Path
@@ -101,6 +102,28 @@ class _NoNvml(logging.Filter):
         return "NVML" not in record.getMessage()
 
 
+@contextmanager
+def onnxruntime_unpatched():
+    """Undo, on the way out, what ModelOpt's quantize patches into ONNX Runtime's quantization classes
+    (modelopt/onnx/quantization/ort_patching.py replaces calibrator and quantizer methods process-wide): left
+    patched, ONNX Runtime's own quantize_static fails afterwards in the same process ("Quantization
+    parameters are not specified for param input") — the onnxruntime target in the same build, for one."""
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
+
+    owners = [calibrate, calibrate.CalibraterBase, calibrate.MinMaxCalibrater, calibrate.HistogramCalibrater,
+              calibrate.HistogramCollector, qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer]
+    saved = [(owner, dict(vars(owner))) for owner in owners]
+    try:
+        yield
+    finally:
+        for owner, before in saved:
+            for name in set(vars(owner)) - set(before):
+                delattr(owner, name)
+            for name, value in before.items():
+                if vars(owner).get(name) is not value:
+                    setattr(owner, name, value)
+
+
 def _run_modelopt(onnx_fp32: Path, calibration: np.ndarray, excluded: list[str], dtype: str, method: str):
     """ModelOpt's quantize in a scratch directory (it writes intermediate files beside its input)."""
     import shutil
@@ -111,7 +134,7 @@ def _run_modelopt(onnx_fp32: Path, calibration: np.ndarray, excluded: list[str],
     logger, quiet = logging.getLogger("modelopt.onnx"), _NoNvml()  # ModelOpt logs there, re-creating handlers
     logger.addFilter(quiet)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, onnxruntime_unpatched():
             src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
             shutil.copyfile(onnx_fp32, src)
             quantize(onnx_path=str(src), quantize_mode="int8", calibration_data=calibration,

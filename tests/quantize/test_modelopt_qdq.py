@@ -142,3 +142,25 @@ def test_build_with_modelopt_producer_writes_a_conformant_qdq_onnx_and_a_row(tmp
     assert row["qdq_producer"] == "modelopt" and row["conformance"] == "pass" and row["qdq_nodes"] > 0
     assert row["calibration_method"] == "max" and row["agreement"] > 0.95
     assert check_tensorrt_qdq(out / row["path"], warnings=False) == []
+
+
+@needs_modelopt
+def test_onnxruntime_quantizes_after_modelopt_in_the_same_process(tiny, fmnist_calibration, tmp_path):
+    """ModelOpt patches ONNX Runtime's calibrator and quantizer classes process-wide; edgefocal undoes that, so
+    a build with ModelOpt's Q/DQ and the onnxruntime target (quantize_static) works in one process."""
+    from onnxruntime.quantization import CalibrationDataReader, calibrate, quantize_static
+
+    path, _, plan = tiny
+    before = calibrate.create_calibrator, calibrate.MinMaxCalibrater.compute_data
+    modelopt_qdq.quantize(path, plan, fmnist_calibration[:8], log=lambda *_: None)
+    assert (calibrate.create_calibrator, calibrate.MinMaxCalibrater.compute_data) == before
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": fmnist_calibration[i:i + 1]} for i in range(4)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(path), str(tmp_path / "u8s8.onnx"), Reader())
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(tmp_path / "u8s8.onnx")).graph.node)
