@@ -124,6 +124,22 @@ def onnxruntime_unpatched():
                     setattr(owner, name, value)
 
 
+CALIBRATION_STEP = 8  # images per ModelOpt calibration step
+
+
+def calibration_steps(onnx_path: Path, calibration: np.ndarray) -> str:
+    """ModelOpt's `calibration_shapes` for steps of CALIBRATION_STEP images. Without it, a dynamic-batch
+    model is calibrated on the whole set in one step, with every activation of every image held at once:
+    300 images of a 224² FocalNet ran this 24 GiB machine out of memory."""
+    import onnx
+
+    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+    step = min(CALIBRATION_STEP, len(calibration))
+    while len(calibration) % step:  # ModelOpt splits the set into equal steps
+        step -= 1
+    return f"{name}:" + "x".join(str(d) for d in (step, *calibration.shape[1:]))
+
+
 def _run_modelopt(onnx_fp32: Path, calibration: np.ndarray, excluded: list[str], dtype: str, method: str):
     """ModelOpt's quantize in a scratch directory (it writes intermediate files beside its input)."""
     import shutil
@@ -138,6 +154,7 @@ def _run_modelopt(onnx_fp32: Path, calibration: np.ndarray, excluded: list[str],
             src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
             shutil.copyfile(onnx_fp32, src)
             quantize(onnx_path=str(src), quantize_mode="int8", calibration_data=calibration,
+                     calibration_shapes=calibration_steps(onnx_fp32, calibration),
                      calibration_method=method, calibration_eps=["cpu"], high_precision_dtype=dtype,
                      nodes_to_exclude=excluded, output_path=str(out), log_level="WARNING")
             return onnx.load(str(out))
