@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from edgefocal.errors import BadInput
@@ -141,7 +142,13 @@ class StagedOutput:
             self._old = None
 
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the staging directory. A few tries: a library's worker thread may still be closing a file in
+        it when a signal unwinds the main thread (seen under SIGTERM during the ONNX export on a loaded CPU)."""
+        for _ in range(20):
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not self.path.exists():
+                return
+            time.sleep(0.1)
 
     def close(self) -> None:
         """Release the output's lock (a SIGKILLed build leaves its lock file; the next build reuses it)."""
