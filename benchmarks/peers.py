@@ -152,7 +152,8 @@ def _table(title: str, result, rows: dict, lat: dict, latency_only: bool, second
     lines = [f"## {title}", "",
              f"{result.report['eval']['count']} eval images ({result.report['eval']['name']}), "
              f"{result.report['calibration']['count']} calibration images; edgefocal's mixed precision kept {len(search.get('chosen', []))} parts float "
-             f"(validation agreement {search.get('validation_agreement', float('nan')):.4f}, search "
+             f"(target {search.get('target_agreement', float('nan')):.4f} on {search.get('selection', {}).get('images', 0)} "
+             f"selection images, validation agreement {search.get('validation_agreement', float('nan')):.4f}, search "
              f"{search.get('seconds', 0):.0f} s); case took {seconds:.0f} s.", ""]
     lines += ["| artifact | agreement | top-1 drop (pt) | b1 p50 ms | speedup vs torch FP32 |", "|---|---|---|---|---|"]
     for label, c in rows.items():

@@ -3,7 +3,8 @@ focalnet_tiny_srf (224², random weights: latency only) and the embedded default
 
     python benchmarks/run.py [--write benchmarks/README.md]   # --write: the whole file, from this run
 
-Each model is one `edgefocal build` through OpenVINO and ONNX Runtime; within a build every runner
+Each model is one `edgefocal build` (recipes/default.yaml, the default command's recipe) through OpenVINO
+and ONNX Runtime; within a build every runner
 (torch reference included) is timed interleaved, round by round, so the ratios survive a noisy machine."""
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from common import header, write
 
 from edgefocal.pipeline import build
-from edgefocal.recipe import load_recipe
+from edgefocal.recipe import REPO_ROOT, load_recipe
 
 CASES = {
     "focalnet_tiny_srf (224², random weights)": {
@@ -39,7 +40,7 @@ def main() -> int:
         if args.only and args.only not in title:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            recipe = load_recipe(None, {"targets": ["openvino", "onnxruntime"], "precision": "int8",
+            recipe = load_recipe(REPO_ROOT / "recipes" / "default.yaml", {"targets": ["openvino", "onnxruntime"], "precision": "int8",
                                         "output": str(Path(tmp) / "out"), **overrides})
             result = build(recipe, console=None)
         rows = result.report["rows"]

@@ -154,13 +154,15 @@ def context(recipe: Recipe, loaded, data: BuildData, exported: Exported, prune_s
                         validation=validation, sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
 
 
-def target_agreement(recipe: Recipe) -> float | None:
-    """quantize.target_agreement, with "auto" just above the min_agreement gate (the search chooses on other
-    images than the gate is measured on)."""
+def target_agreement(recipe: Recipe, selection: int = 2000, evaluation: int = 10000) -> float | None:
+    """quantize.target_agreement; "auto": the selection agreement at which the eval agreement meets the
+    min_agreement gate (0.995 where none is set) about 19 times in 20 (quantize/mixed.py auto_target)."""
+    from edgefocal.quantize.mixed import auto_target
+
     t = recipe.quantize.target_agreement
     if t != "auto":
         return t
-    return min(0.9999, (recipe.gates.min_agreement or 0.99) + 0.001)
+    return auto_target(recipe.gates.min_agreement or 0.995, selection, evaluation)
 
 
 def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, plan: PrecisionPlan,
@@ -169,32 +171,48 @@ def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, p
     parts float that held-out agreement needs, within the latency budget."""
     from edgefocal.quantize import probe
     from edgefocal.quantize.mixed import choose
-    from edgefocal.targets.torch_ref import TorchRunner
-    from edgefocal.verify.evaluate import predict
 
-    target = target_agreement(recipe)
     spec = recipe.quantize
-    if recipe.precision != "int8" or target is None or spec.max_agreement_drop is not None:
+    if recipe.precision != "int8" or spec.target_agreement is None or spec.max_agreement_drop is not None:
         return plan
     probes = [p for t in targets if (p := probe(t.name, t.quantizer_input(ctx), plan, ctx)) is not None]
     if not probes:
         ctx.log("mixed precision: no requested target runs here; the preset plan stands")
         return plan
-    held = held_out(data, spec.selection_size + spec.validation_size, recipe.calibration.seed + 1,
-                    ctx.data_config)
-    logits = predict(TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads), held.images)
-    cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
-    ctx.log(f"mixed precision: target agreement {target:.4f} on {cut} images of {held.name} "
-            f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%}")
     from edgefocal.prune.macs import count
 
-    macs = count(ctx.model, tuple(ctx.data_config["input_size"])).per_module
-    result = choose(probes, plan, onnx_model, (held.images[:cut], logits[:cut]), (held.images[cut:], logits[cut:]),
-                    target, spec.max_latency_cost, macs, ctx.log, spec.search_seconds)
+    macs = count(ctx.model, tuple(ctx.data_config["input_size"]))
+    selection, validation = _selection_and_validation(recipe, ctx, plan, data, macs.macs, len(probes))
+    # a small eval set's own noise is not something float parts should pay for
+    target = target_agreement(recipe, len(selection[0]), max(len(data.eval), len(selection[0])))
+    ctx.log(f"mixed precision: target agreement {target:.4f} on {len(selection[0])} held-out images "
+            f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%} "
+            f"({'of the INT8 MACs' if spec.latency_cost == 'macs' else 'of the measured INT8 latency'})")
+    result = choose(probes, plan, onnx_model, selection, validation, target, spec.max_latency_cost,
+                    macs.per_module, ctx.log, spec.latency_cost == "measured")
     result.plan.search = result.summary()
     ctx.log(f"mixed precision: {len(result.chosen)} parts float, selection {result.selection['agreement']:.4f}, "
             f"validation {result.validation['agreement']:.4f} ({result.seconds:.0f} s)")
     return result.plan
+
+
+def _selection_and_validation(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData,
+                              macs_per_image: int, probes: int):
+    """(images, FP32 logits) to choose on and to validate on, held out from calibration and eval; the
+    selection as large as the scan's budget allows (quantize/mixed.py selection_count)."""
+    from edgefocal.quantize.mixed import selection_count
+    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.verify.evaluate import predict
+
+    spec = recipe.quantize
+    held = held_out(data, spec.selection_size + spec.validation_size, recipe.calibration.seed + 1,
+                    ctx.data_config)
+    cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
+    n = selection_count(cut, macs_per_image, sum(p.int8 for p in plan.parts), probes, spec.search_seconds)
+    if n < cut:
+        ctx.log(f"mixed precision: {n} of {cut} selection images fit the {spec.search_seconds:.0f} s scan budget")
+    logits = predict(TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads), held.images)
+    return (held.images[:n], logits[:n]), (held.images[cut:], logits[cut:])
 
 
 def package(target: Target, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:

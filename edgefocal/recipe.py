@@ -169,12 +169,15 @@ class QuantizeSpec(Strict):
     range_estimator: Literal["min_max", "nncf_default"] = "min_max"
     fast_bias_correction: bool = True
     # mixed precision (quantize/mixed.py): keep the parts whose INT8 costs most agreement per ms float until
-    # held-out agreement with FP32 reaches this; "auto": gates.min_agreement + 0.001; null: no search
+    # held-out agreement with FP32 reaches this; "auto": gates.min_agreement (0.995 if unset) plus the
+    # margin at which the eval agreement meets it 19 times in 20 (quantize/mixed.py auto_target); null: no search
     target_agreement: float | Literal["auto"] | None = "auto"
-    max_latency_cost: float = Field(default=0.03, ge=0, le=1)  # of the INT8 latency, for the parts kept float
-    selection_size: int = Field(default=2000, ge=10)  # held-out images the search chooses on
+    max_latency_cost: float = Field(default=0.10, ge=0, le=1)  # the float parts' cost, as a fraction of:
+    # "macs": the INT8 parts' MACs (reproducible); "measured": the INT8 latency, profiled (moves with load)
+    latency_cost: Literal["macs", "measured"] = "macs"
+    selection_size: int = Field(default=4000, ge=10)  # held-out images the search chooses on
     validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
-    search_seconds: float = Field(default=180, gt=0)  # the sensitivity scan measures on fewer images to fit
+    search_seconds: float = Field(default=180, gt=0)  # the scan measures on fewer images to fit (at a nominal MAC rate)
     max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)  # NNCF's accuracy control instead
 
     @field_validator("float_modules")

@@ -4,10 +4,11 @@ agreement with FP32 reaches a target, at the least measured latency cost.
 1. Quantize once under the preset plan; from that one calibrated model, make every part float by surgery
    (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
    quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
-   (`sensitivity`). Measure each part's latency cost on the runtime's own profile: its ms in the FP32
-   model minus its ms in the INT8 model, apportioned by MACs (verify/profile.py).
-2. Keep parts float in order of KL bought per ms, re-measuring the combination each time, until the
-   selection agreement reaches the target or the latency budget (a fraction of the INT8 latency) is spent.
+   (`sensitivity`). A part's latency cost is its share of the INT8 MACs, or, with `latency_cost:
+   measured`, that share of what INT8 measurably buys on the runtime's own profile (verify/profile.py).
+2. Keep parts float in order of KL bought per cost, re-measuring the combination each time, until the
+   selection agreement reaches the target or the latency budget is spent. With MAC costs nothing in the
+   decision depends on a clock, so the same inputs give the same artifacts.
 3. Validate the chosen set on other held-out images it was not chosen on, and report selection,
    validation (and, in the report, eval) agreement separately.
 The decision is a list of module paths that goes into the one precision plan (policy.py), so every target
@@ -58,19 +59,20 @@ def _parts(plan: PrecisionPlan):
     return [p for p in plan.parts if p.int8]
 
 
-def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray,
-                   macs: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per INT8 part: the fraction of the INT8 latency it would add if float, and its share of the INT8
-    latency as profiled (max over the runtimes). The first apportions what INT8 measurably buys on the
-    whole model (FP32 total − INT8 total) by the part's MACs: per-op profiles of small parts are too noisy
-    on a shared CPU to rank them by, while the totals and MAC counts are stable."""
+def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray, macs: dict[str, int],
+                   measured: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Per INT8 part: its latency cost if float, and its share of the INT8 latency as profiled (max over
+    the runtimes; reported only). The cost is its share of the INT8 parts' MACs; `measured` scales that by
+    what INT8 measurably buys on the whole model ((FP32 − INT8) / INT8 ms, from the runtime's profile).
+    On a shared CPU that ratio moves several-fold between runs of the same model, so only the MAC share
+    keeps a build reproducible; a quiet device (a Jetson building its own engine) can measure."""
     cost: dict[str, float] = {}
     share: dict[str, float] = {}
     int8_macs = sum(macs.get(p.module, 0) for p in _parts(plan)) or 1
     for probe in probes:
         int8, fp32 = probe.module_ms(True, sample), probe.module_ms(False, sample)
         t_int8, t_fp32 = sum(int8.values()) or 1.0, sum(fp32.values())
-        gain = max(t_fp32 - t_int8, 0.0) / t_int8
+        gain = max(t_fp32 - t_int8, 0.0) / t_int8 if measured else 1.0
         for p in _parts(plan):
             cost[p.module] = max(cost.get(p.module, 0.0), gain * macs.get(p.module, 0) / int8_macs)
             share[p.module] = max(share.get(p.module, 0.0), int8.get(p.module, 0.0) / t_int8)
@@ -97,65 +99,86 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
     return sorted(rows, key=lambda r: -r["kl_cost"])
 
 
-def _fit_to_time(probes: list[Probe], plan: PrecisionPlan, selection: tuple[np.ndarray, np.ndarray],
-                 seconds: float, log) -> tuple[np.ndarray, np.ndarray]:
-    """The first images of the selection set, as many as let every part be measured within `seconds`
-    (at least 32): a 224² model takes ~1000× a 32² model's time per image. Two timed runs (16 and 48
-    images) separate each variant's fixed cost (session, compile) from its cost per image."""
-    def timed(n: int) -> float:
-        t = time.time()
-        _worst(probes, frozenset({"(timing)"}), selection[0][:n], selection[1][:n])
-        return time.time() - t
+NOMINAL_MACS_PER_SECOND = 10e9  # sizes the scan without a clock: the same inputs give the same plan
 
-    small, large = min(16, len(selection[0])), min(48, len(selection[0]))
-    t_small, t_large = timed(small), timed(large)
-    per_image = max((t_large - t_small) / max(large - small, 1), 1e-6)
-    fixed = max(t_small - small * per_image, 0.0)
-    budget = seconds / max(len(_parts(plan)), 1) - fixed
-    n = max(32, min(len(selection[0]), int(budget / per_image)))
-    if n < len(selection[0]):
-        log(f"mixed precision: {n} of {len(selection[0])} selection images fit the {seconds:.0f} s search budget")
-    return selection[0][:n], selection[1][:n]
+
+def selection_count(available: int, macs_per_image: int, int8_parts: int, probes: int, seconds: float) -> int:
+    """How many selection images the sensitivity scan measures on (at least 32): as many as `seconds` allow at
+    a nominal rate, from the model's MACs rather than a timed run, because a count that moved with the
+    machine's load would change the chosen parts and so the artifacts of the same inputs."""
+    passes = max(int8_parts, 1) * max(probes, 1)
+    return max(min(32, available), min(available, int(seconds * NOMINAL_MACS_PER_SECOND / (passes * macs_per_image))))
+
+
+def auto_target(gate: float, selection: int, evaluation: int, z: float = 1.645) -> float:
+    """The selection agreement to aim for so that the eval agreement meets `gate` about 19 times in 20: the
+    gate plus z standard errors of the difference between two agreements measured on `selection` and on
+    `evaluation` images (at the gate's flip rate)."""
+    spread = (gate * (1 - gate) * (1 / max(selection, 1) + 1 / max(evaluation, 1))) ** 0.5
+    return min(0.9999, gate + z * spread)
 
 
 def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
            validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
-           macs: dict[str, int], log=print, seconds: float = 180.0) -> MixedPrecision:
+           macs: dict[str, int], log=print, measured_latency: bool = False) -> MixedPrecision:
     """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
-    else; `macs` per module path (prune/macs.py) apportions the measured INT8 gain among the parts;
-    `seconds` bounds the sensitivity scan by measuring on fewer selection images where needed."""
+    else; `macs` per module path (prune/macs.py) sets each part's latency cost (see _latency_costs)."""
     started = time.time()
-    selection = _fit_to_time(probes, plan, selection, seconds, log)
-    cost, share = _latency_costs(probes, plan, selection[0], macs)
+    cost, share = _latency_costs(probes, plan, selection[0], macs, measured_latency)
     sens = sensitivity(probes, plan, *selection, cost, share)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
-    by_module = {p.module: p for p in _parts(plan)}
-    chosen: list[str] = []
-    spent = 0.0
-    agree, _ = _worst(probes, frozenset(), *selection)
-    result.selection = {"images": len(selection[0]), "agreement_int8": agree}
-    floor = 0.002  # below 0.2 % of the latency, costs do not tell parts apart: KL decides there
-    ranked = sorted((r for r in sens if r["kl_cost"] > 0), key=lambda r: -r["kl_cost"] / (r["latency_cost"] + floor))
-    for row in ranked:
-        if agree >= target_agreement:
-            break
-        if spent + row["latency_cost"] > max_latency_cost:
-            continue
-        chosen.append(row["module"])
-        spent += row["latency_cost"]
-        nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
-        agree, _ = _worst(probes, nodes, *selection)
-        log(f"mixed precision: {row['label']} float (+{row['latency_cost']:.2%} latency) → selection agreement {agree:.4f}")
-    nodes = frozenset(n for m in chosen for n in by_module[m].nodes)
+    base = _worst(probes, frozenset(), *selection)
+    result.selection = {"images": len(selection[0]), "agreement_int8": base[0]}
+    chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
+                                        max_latency_cost, log)
+    nodes = _nodes(plan, chosen)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
     result.validation = {"images": len(validation[0]), "agreement": _worst(probes, nodes, *validation)[0],
                          "agreement_int8": _worst(probes, frozenset(), *validation)[0]}
-    result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5)}
+    result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
+                     "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
     result.plan = _with_float(onnx_model, plan, chosen)
     result.plan.sensitivity = sens
     result.seconds = time.time() - started
     return result
+
+
+def _nodes(plan: PrecisionPlan, modules: list[str]) -> frozenset:
+    by_module = {p.module: p for p in _parts(plan)}
+    return frozenset(n for m in modules for n in by_module[m].nodes)
+
+
+def _greedy(probes: list[Probe], plan: PrecisionPlan, ranked: list[dict], selection, base: tuple[float, float],
+            target: float, budget: float, log) -> tuple[list[str], float, tuple[float, float]]:
+    """Walk the ranked parts, keeping each float only if the combination measures better on the selection
+    images (higher agreement, or equal agreement and lower KL; parts interact, so a part that helped alone
+    can hurt with others), until the target is reached or nothing more fits the budget."""
+    chosen: list[str] = []
+    spent, best = 0.0, base
+    for row in ranked:
+        if best[0] >= target:
+            break
+        if spent + row["latency_cost"] > budget:
+            continue
+        trial = _worst(probes, _nodes(plan, chosen + [row["module"]]), *selection)
+        kept = trial[0] > best[0] or (trial[0] == best[0] and trial[1] < best[1])
+        log(f"mixed precision: {row['label']} float (cost {row['latency_cost']:.2%}) → selection agreement "
+            f"{trial[0]:.4f}" + ("" if kept else ", no better: stays INT8"))
+        if kept:
+            chosen.append(row["module"])
+            spent, best = spent + row["latency_cost"], trial
+    return chosen, spent, best
+
+
+def _ranked(sens: list[dict], macs: dict[str, int]) -> list[dict]:
+    """Parts in order of KL bought per latency cost. The cost is the measured INT8 gain apportioned by MACs,
+    so within one build it is proportional to the part's MAC share: ranking by that share (not by the
+    measured ms, which move with the machine's load) keeps the order, and so the artifacts, reproducible."""
+    total = sum(macs.get(r["module"], 0) for r in sens) or 1
+    floor = 0.01  # below 1 % of the INT8 MACs, costs do not tell parts apart: KL decides there
+    return sorted((r for r in sens if r["kl_cost"] > 0),
+                  key=lambda r: (-r["kl_cost"] / (macs.get(r["module"], 0) / total + floor), r["module"]))
 
 
 def _with_float(onnx_model, plan: PrecisionPlan, chosen: list[str]) -> PrecisionPlan:

@@ -8,7 +8,7 @@ import pytest
 
 from edgefocal.export import onnx_from_torch
 from edgefocal.quantize import plan_precision
-from edgefocal.quantize.mixed import Probe, choose
+from edgefocal.quantize.mixed import Probe, auto_target, choose, selection_count
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def tiny(tiny_focalnet, tmp_path_factory):
     return graph, plan_precision(graph)
 
 
-def FakeProbe(plan, harm: dict[str, int], n: int = 1000) -> Probe:
+def FakeProbe(plan, harm: dict[str, int], n: int = 1000, fp32_ms: float = 2.0) -> Probe:
     """A FAKE runtime (not a model): INT8 part `module` flips the answer of `harm[module]` images; keeping
-    it float restores them. FP32 at batch 1 takes 2 ms, INT8 1 ms everywhere."""
+    it float restores them. FP32 at batch 1 takes `fp32_ms` per part, INT8 1 ms."""
     nodes = {p.module: set(p.nodes) for p in plan.parts}
     rng = np.random.default_rng(0)
     victims = {m: rng.choice(n, k, replace=False) for m, k in harm.items()}
@@ -32,7 +32,7 @@ def FakeProbe(plan, harm: dict[str, int], n: int = 1000) -> Probe:
         return out
 
     def module_ms(int8, sample):
-        return {p.module: (1.0 if int8 else 2.0) for p in plan.parts if p.int8}
+        return {p.module: (1.0 if int8 else fp32_ms) for p in plan.parts if p.int8}
 
     return Probe("fake", logits, module_ms)
 
@@ -63,6 +63,61 @@ def test_the_latency_budget_is_never_exceeded(tiny):
                     log=lambda m: None)
     assert "stem.proj" not in result.chosen and not result.reached  # it would cost ~100 % of the INT8 latency
     assert result.budget["spent"] <= 0.05 and result.chosen == ["layers.3.blocks.0.mlp.fc2"]
+
+
+def test_the_choice_does_not_move_with_the_measured_speed(tiny):
+    """The same inputs give the same plan whether the machine measured INT8 as 1.5× or 4× faster than FP32
+    (a loaded CPU moves those ms), as long as the budget does not bind."""
+    graph, plan = tiny
+    harm = {"stem.proj": 3, "layers.3.blocks.0.mlp.fc2": 3, "layers.2.blocks.0.modulation.h": 2,
+            "layers.1.blocks.0.mlp.fc1": 2}
+    images = np.zeros((1000, 1, 32, 32), np.float32)
+    ref = np.tile([[1.0, 0.0]], (1000, 1))
+    macs = {p.module: 10 * (i + 1) for i, p in enumerate(plan.parts)}
+    chosen = [choose([FakeProbe(plan, harm, fp32_ms=ms)], plan, graph, (images, ref), (images, ref), 0.996, 1.0,
+                     macs, log=lambda m: None).chosen for ms in (1.5, 4.0)]
+    assert chosen[0] == chosen[1] and len(chosen[0]) >= 2
+
+
+def test_a_part_that_hurts_in_combination_stays_int8(tiny):
+    """Parts interact: h helps alone (3 images) but, once fc2 is float, floating it too flips 5 others. The
+    search measures each combination and keeps h INT8."""
+    graph, plan = tiny
+    fc2, h = "layers.3.blocks.0.mlp.fc2", "layers.2.blocks.0.modulation.h"
+    base = FakeProbe(plan, {fc2: 6, h: 3})
+    nodes = {p.module: set(p.nodes) for p in plan.parts}
+
+    def logits(float_nodes, images):
+        out = base.logits(float_nodes, images)
+        if nodes[fc2] | nodes[h] <= set(float_nodes):
+            out[900:905] = [0.0, 1.0]  # images no part flips on its own
+        return out
+
+    images = np.zeros((1000, 1, 32, 32), np.float32)
+    ref = np.tile([[1.0, 0.0]], (1000, 1))
+    macs = {p.module: 100 for p in plan.parts}
+    result = choose([Probe("fake", logits, base.module_ms)], plan, graph, (images, ref), (images, ref), 0.999, 1.0,
+                    macs, log=lambda m: None)
+    assert result.chosen == [fc2] and result.selection["agreement"] == 0.997
+
+
+def test_the_scan_size_comes_from_macs_not_from_a_clock():
+    small = selection_count(4000, macs_per_image=4_500_000, int8_parts=30, probes=3, seconds=180)
+    big = selection_count(4000, macs_per_image=4_400_000_000, int8_parts=89, probes=2, seconds=180)
+    assert small == 4000 and big == 32  # the 32² default measures on all; a 224² tiny FocalNet on the minimum
+    assert selection_count(4000, 4_500_000, 30, 3, 180) == small  # the same inputs, the same count
+
+
+def test_the_auto_target_leaves_room_for_measuring_on_finite_images():
+    """At the gate's flip rate, a choice that just reaches the target on the selection images meets the gate
+    on eval images ~95 % of the time: checked by drawing both agreements."""
+    target = auto_target(0.995, 4000, 10000)
+    assert 0.996 < target < 0.998 and auto_target(0.995, 40000, 100000) < target
+    rng = np.random.default_rng(0)
+    # the true agreement of a choice whose selection agreement came out at the target
+    true = target - rng.normal(0, (target * (1 - target) / 4000) ** 0.5, 20000)
+    measured_eval = rng.binomial(10000, np.clip(true, 0, 1)) / 10000
+    assert 0.93 < np.mean(measured_eval >= 0.995) < 0.99
 
 
 @pytest.mark.slow
