@@ -21,7 +21,7 @@ from edgefocal.recipe import REPO_ROOT, load_recipe
 CASES = {
     "focalnet_tiny_srf (224², random weights)": {
         "model.name": "focalnet_tiny_srf", "model.num_classes": 10,
-        "calibration.size": 64, "eval.size": 100, "quantize.selection_size": 200, "quantize.validation_size": 100,
+        "calibration.size": 64, "eval.size": 100, "quantize.target_agreement": None,  # random weights: no search
         "bench.iterations": 40, "bench.rounds": 5, "bench.warmup": 5,
     },
     "edgefocal-fmnist (embedded default, 32², trained)": {

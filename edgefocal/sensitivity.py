@@ -18,7 +18,7 @@ def measure(recipe, log=print) -> dict:
     from edgefocal.pipeline import context, prepare, set_threads
     from edgefocal.progress import Progress
     from edgefocal.quantize import plan_precision, probe
-    from edgefocal.quantize.mixed import _latency_costs, _worst, sensitivity
+    from edgefocal.quantize.mixed import latency_costs, worst_agreement_and_kl, sensitivity
     from edgefocal.targets.torch_ref import TorchRunner
     from edgefocal.verify.evaluate import predict
 
@@ -39,9 +39,9 @@ def measure(recipe, log=print) -> dict:
         from edgefocal.prune.macs import count
 
         macs = count(loaded.model, tuple(loaded.data_config["input_size"])).per_module
-        cost, share = _latency_costs(probes, plan, held.images, macs)
+        cost, share = latency_costs(probes, plan, held.images, macs, recipe.quantize.latency_cost == "measured")
         rows = sensitivity(probes, plan, held.images, ref, cost, share)
-        base = _worst(probes, frozenset(), held.images, ref)[0]
+        base = worst_agreement_and_kl(probes, frozenset(), held.images, ref)[0]
     return {"model": loaded.name, "measured_on": [p.target for p in probes], "images": len(held),
             "agreement_int8": base, "sensitivity": rows, "seconds": round(time.time() - started, 1)}
 

@@ -59,7 +59,7 @@ def _parts(plan: PrecisionPlan):
     return [p for p in plan.parts if p.int8]
 
 
-def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray, macs: dict[str, int],
+def latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray, macs: dict[str, int],
                    measured: bool) -> tuple[dict[str, float], dict[str, float]]:
     """Per INT8 part: its latency cost if float, and its share of the INT8 latency as profiled (max over
     the runtimes; reported only). The cost is its share of the INT8 parts' MACs; `measured` scales that by
@@ -79,7 +79,8 @@ def _latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray,
     return cost, share
 
 
-def _worst(probes: list[Probe], float_nodes: frozenset, images: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def worst_agreement_and_kl(probes: list[Probe], float_nodes: frozenset, images: np.ndarray,
+                           ref: np.ndarray) -> tuple[float, float]:
     """(lowest agreement, highest mean KL) over the probed runtimes for one variant."""
     results = [(agreement(lg, ref), mean_kl(ref, lg)) for lg in (p.logits(float_nodes, images) for p in probes)]
     return min(a for a, _ in results), max(k for _, k in results)
@@ -88,10 +89,10 @@ def _worst(probes: list[Probe], float_nodes: frozenset, images: np.ndarray, ref:
 def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, ref: np.ndarray,
                 latency_cost: dict[str, float], latency_share: dict[str, float]) -> list[dict]:
     """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8)."""
-    base_agree, base_kl = _worst(probes, frozenset(), images, ref)
+    base_agree, base_kl = worst_agreement_and_kl(probes, frozenset(), images, ref)
     rows = []
     for part in _parts(plan):
-        agree, kl = _worst(probes, frozenset(part.nodes), images, ref)
+        agree, kl = worst_agreement_and_kl(probes, frozenset(part.nodes), images, ref)
         rows.append({"module": part.module, "role": part.role, "label": part.label,
                      "agreement_cost": round(agree - base_agree, 5), "kl_cost": float(base_kl - kl),
                      "latency_cost": round(latency_cost.get(part.module, 0.0), 5),
@@ -122,20 +123,20 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
            validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
            macs: dict[str, int], log=print, measured_latency: bool = False) -> MixedPrecision:
     """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
-    else; `macs` per module path (prune/macs.py) sets each part's latency cost (see _latency_costs)."""
+    else; `macs` per module path (prune/macs.py) sets each part's latency cost (see latency_costs)."""
     started = time.time()
-    cost, share = _latency_costs(probes, plan, selection[0], macs, measured_latency)
+    cost, share = latency_costs(probes, plan, selection[0], macs, measured_latency)
     sens = sensitivity(probes, plan, *selection, cost, share)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
-    base = _worst(probes, frozenset(), *selection)
+    base = worst_agreement_and_kl(probes, frozenset(), *selection)
     result.selection = {"images": len(selection[0]), "agreement_int8": base[0]}
     chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
                                         max_latency_cost, log)
     nodes = _nodes(plan, chosen)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
-    result.validation = {"images": len(validation[0]), "agreement": _worst(probes, nodes, *validation)[0],
-                         "agreement_int8": _worst(probes, frozenset(), *validation)[0]}
+    result.validation = {"images": len(validation[0]), "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0],
+                         "agreement_int8": worst_agreement_and_kl(probes, frozenset(), *validation)[0]}
     result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
                      "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
     result.plan = _with_float(onnx_model, plan, chosen)
@@ -161,7 +162,7 @@ def _greedy(probes: list[Probe], plan: PrecisionPlan, ranked: list[dict], select
             break
         if spent + row["latency_cost"] > budget:
             continue
-        trial = _worst(probes, _nodes(plan, chosen + [row["module"]]), *selection)
+        trial = worst_agreement_and_kl(probes, _nodes(plan, chosen + [row["module"]]), *selection)
         kept = trial[0] > best[0] or (trial[0] == best[0] and trial[1] < best[1])
         log(f"mixed precision: {row['label']} float (cost {row['latency_cost']:.2%}) → selection agreement "
             f"{trial[0]:.4f}" + ("" if kept else ", no better: stays INT8"))
