@@ -135,7 +135,8 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     nodes = _nodes(plan, chosen)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
-    result.validation = {"images": len(validation[0]), "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0],
+    result.validation = {"images": len(validation[0]),
+                         "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0],
                          "agreement_int8": worst_agreement_and_kl(probes, frozenset(), *validation)[0]}
     result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
                      "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
