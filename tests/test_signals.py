@@ -54,6 +54,7 @@ import gc, os, signal
 import numpy as np, openvino as ov
 from openvino import opset13 as ops
 from edgefocal.signals import Terminated, sigterm_raises
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (nohup, `&`) starts with it ignored
 def compiled():
     p = ops.parameter([1, 4], np.float32)
     return ov.Core().compile_model(ov.Model([ops.relu(p)], [p]), "CPU")
