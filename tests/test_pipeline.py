@@ -73,3 +73,20 @@ def test_without_spare_images_the_calibration_images_stand_in_and_say_so(recipe,
     held = held_out(everything, 50, seed=1, data_config=default_model.data_config)
     assert held.name.endswith("(calibration images: none held out)")
     assert np.array_equal(held.images, data.calibration.images[:50])
+
+
+@pytest.mark.slow
+def test_the_same_inputs_give_byte_identical_artifacts(tmp_path):
+    """Two builds of the same recipe, mixed-precision search included (pushed to walk every part it can), on
+    OpenVINO and ONNX Runtime: every artifact has the same sha256. The search's decision has no clock in it."""
+    import json
+
+    searched = {**SMALL, "targets": ["openvino", "onnxruntime"], "quantize.target_agreement": 0.9999,
+                "quantize.selection_size": 300, "quantize.validation_size": 100}
+    digests = []
+    for run in ("a", "b"):
+        result = build(load_recipe(None, {**searched, "output": str(tmp_path / run)}), console=None)
+        assert result.report["precision_plan"]["mixed_precision"]["chosen"]  # the search decided something
+        manifest = json.loads((tmp_path / run / "manifest.json").read_text())
+        digests.append({a["path"]: a["sha256"] for a in manifest["artifacts"]})
+    assert digests[0] == digests[1] and len(digests[0]) >= 4

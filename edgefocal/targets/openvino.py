@@ -4,6 +4,7 @@ This CPU runs OpenVINO in bf16 by default (AVX512-BF16): FP32 artifacts are comp
 INFERENCE_PRECISION_HINT=f32 so they really are the FP32 baseline."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +83,30 @@ class OpenVINOTarget(Target):
         model = self.quantizer_input(ctx)
         threads = ctx.num_threads
         fp32 = out / "model_fp32.xml"
-        ov.save_model(model, str(fp32), compress_to_fp16=False)
+        _save(ov, model, fp32)
         artifacts = [Artifact("openvino", "fp32", fp32, lambda: OpenVINORunner(fp32, threads, "f32"),
                               requested=precision == "fp32")]
         if precision == "fp16":
             fp16 = out / "model_fp16.xml"
-            ov.save_model(model, str(fp16), compress_to_fp16=True)
+            _save(ov, model, fp16, compress_to_fp16=True)
             artifacts.append(Artifact("openvino", "fp16", fp16, lambda: OpenVINORunner(fp16, threads),
                                       info={"variant": "FP16 weights, device-default compute"}))
         elif precision == "int8" and quantized is not None:
             int8 = out / "model_int8.xml"
-            ov.save_model(quantized.model, str(int8), compress_to_fp16=False)
+            _save(ov, quantized.model, int8)
             artifacts.append(Artifact("openvino", "int8", int8, lambda: OpenVINORunner(int8, threads),
                                       info=dict(quantized.info)))
         return artifacts
+
+
+_AUTO_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*_\d+")  # `Constant_263311`: OpenVINO's process-wide counter
+
+
+def _save(ov, model, path: Path, compress_to_fp16: bool = False) -> None:
+    """ov.save_model, with the op names OpenVINO generated from its process-wide counter renamed by their
+    position in the graph, so that the same build run twice in one process writes the same bytes."""
+    model = model.clone()
+    for i, op in enumerate(model.get_ordered_ops()):
+        if _AUTO_NAME.fullmatch(name := op.get_friendly_name()):
+            op.set_friendly_name(f"{name.rsplit('_', 1)[0]}_{i}")
+    ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
