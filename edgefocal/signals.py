@@ -48,6 +48,12 @@ def sigterm_raises():
     _handle_on_thread_stack(signal.SIGINT)  # Python's own Ctrl-C handler has the same flag
     try:
         yield
+    except Exception as e:
+        # a library's C code can catch the raised Terminated and raise its own error instead (torch's
+        # loader turned it into a ValueError): after a SIGTERM, the process still ends as terminated
+        if fired:
+            raise Terminated() from e
+        raise
     finally:
         _install(signal.SIGTERM, previous)
 

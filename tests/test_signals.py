@@ -35,6 +35,24 @@ def test_a_second_sigterm_during_clean_up_is_ignored():
     assert cleaned
 
 
+def test_a_library_that_turns_terminated_into_its_own_error_still_ends_terminated():
+    """torch's C++ loader caught the Terminated raised inside it and raised a ValueError instead."""
+    def library_call():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        except Terminated:
+            raise ValueError("could not determine the shape of object type")
+
+    with pytest.raises(Terminated) as caught:
+        with sigterm_raises():
+            library_call()
+    assert isinstance(caught.value.__cause__, ValueError)
+    with pytest.raises(ValueError):  # with no SIGTERM, errors pass through unchanged
+        with sigterm_raises():
+            raise ValueError("bad input")
+
+
 def test_deferred_signals_deliver_after_the_step():
     steps = []
     with pytest.raises(Terminated):
