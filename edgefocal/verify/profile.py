@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -56,13 +57,13 @@ def onnxruntime_op_times(onnx_path: Path, x: np.ndarray, threads: int | None = N
     opts.enable_profiling = True
     if threads:
         opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    for _ in range(warmup + repeats):
-        sess.run(None, {name: x})
-    path = Path(sess.end_profiling())
-    events = json.loads(path.read_text())
-    path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:  # not the working directory: a killed run left its file there
+        opts.profile_file_prefix = str(Path(tmp) / "ort_profile")
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        for _ in range(warmup + repeats):
+            sess.run(None, {name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
     runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     after = runs[warmup] if len(runs) > warmup else 0
     renamed = _ort_renames(onnx_path)
@@ -106,7 +107,6 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
     spends its time: a stage's measured ms per MAC over the mean (a MAC in the high-resolution stages
     carries more LayerNorm, GELU, depthwise and memory time than one in the deep stages). None when this
     target's runtime cannot be profiled here (the planner then spreads the cut by MACs)."""
-    import tempfile
 
     import onnx
 
