@@ -132,8 +132,10 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
                     for label, (rt, p) in artifacts.items()}
         for r in runners.values():
             r.load()
-        ref = predict(runners["torch FP32 eager"], images)
-        rows = {label: compare(predict(r, images), ref, labels) for label, r in runners.items()}
+        # 8 images a batch at 224²: at 100, the case with eight runtimes loaded was killed for memory (exit -9)
+        batch = 100 if images[0].size <= 3 * 64 * 64 else 8
+        ref = predict(runners["torch FP32 eager"], images, batch)
+        rows = {label: compare(predict(r, images, batch), ref, labels) for label, r in runners.items()}
         lat = benchmark(runners, images[:1], [1], 10, 60 if quick else 200, 5)
     return _table(title, result, rows, lat, case.get("latency_only", False), time.time() - started)
 
@@ -147,15 +149,21 @@ def _inputs(recipe):
     return data.eval.images, data.eval.labels, data.calibration.images, loaded.model
 
 
+def _search_line(search: dict) -> str:
+    if not search:
+        return "edgefocal's mixed-precision search off (the preset plan)"
+    return (f"edgefocal's mixed precision kept {len(search['chosen'])} parts float (target "
+            f"{search['target_agreement']:.4f} on {search['selection']['images']} selection images, validation "
+            f"agreement {search['validation_agreement']:.4f}, search {search['seconds']:.0f} s)")
+
+
 def _table(title: str, result, rows: dict, lat: dict, latency_only: bool, seconds: float) -> list[str]:
     ref_ms = lat["torch FP32 eager"][1]["p50"]
     search = (result.report.get("precision_plan") or {}).get("mixed_precision") or {}
     lines = [f"## {title}", "",
              f"{result.report['eval']['count']} eval images ({result.report['eval']['name']}), "
-             f"{result.report['calibration']['count']} calibration images; edgefocal's mixed precision kept {len(search.get('chosen', []))} parts float "
-             f"(target {search.get('target_agreement', float('nan')):.4f} on {search.get('selection', {}).get('images', 0)} "
-             f"selection images, validation agreement {search.get('validation_agreement', float('nan')):.4f}, search "
-             f"{search.get('seconds', 0):.0f} s); case took {seconds:.0f} s.", ""]
+             f"{result.report['calibration']['count']} calibration images; {_search_line(search)}; case took "
+             f"{seconds:.0f} s.", ""]
     lines += ["| artifact | agreement | top-1 drop (pt) | b1 p50 ms | speedup vs torch FP32 |", "|---|---|---|---|---|"]
     for label, c in rows.items():
         agree = "–" if latency_only else f"{c['agreement']:.2%}"
