@@ -4,8 +4,8 @@ focalnet_tiny_srf (224², random weights: latency only) and the embedded default
     python benchmarks/run.py [--write benchmarks/README.md]   # --write: the whole file, from this run
 
 Each model is one `edgefocal build` (recipes/default.yaml, the default command's recipe) through OpenVINO
-and ONNX Runtime; within a build every runner
-(torch reference included) is timed interleaved, round by round, so the ratios survive a noisy machine."""
+and ONNX Runtime; within a build every runner (torch reference included) is timed interleaved, round by
+round, so the ratios survive a noisy machine."""
 from __future__ import annotations
 
 import argparse

@@ -154,7 +154,7 @@ def context(recipe: Recipe, loaded, data: BuildData, exported: Exported, prune_s
                         validation=validation, sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
 
 
-def target_agreement(recipe: Recipe, selection: int = 2000, evaluation: int = 10000) -> float | None:
+def target_agreement(recipe: Recipe, selection: int, evaluation: int) -> float | None:
     """quantize.target_agreement; "auto": the selection agreement at which the eval agreement meets the
     min_agreement gate (0.995 where none is set) about 19 times in 20 (quantize/mixed.py auto_target)."""
     from edgefocal.quantize.mixed import auto_target
@@ -211,8 +211,9 @@ def _selection_and_validation(recipe: Recipe, ctx: BuildContext, plan: Precision
     n = selection_count(cut, macs_per_image, sum(p.int8 for p in plan.parts), probes, spec.search_seconds)
     if n < cut:
         ctx.log(f"mixed precision: {n} of {cut} selection images fit the {spec.search_seconds:.0f} s scan budget")
-    logits = predict(TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads), held.images)
-    return (held.images[:n], logits[:n]), (held.images[cut:], logits[cut:])
+    runner = TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads)
+    chosen_on, validated_on = held.images[:n], held.images[cut:]  # FP32 logits for the images used only
+    return (chosen_on, predict(runner, chosen_on)), (validated_on, predict(runner, validated_on))
 
 
 def package(target: Target, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:

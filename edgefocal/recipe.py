@@ -168,7 +168,7 @@ class QuantizeSpec(Strict):
     # mean of per-image quantiles, clips the rare large post-LayerNorm values that decide near-ties)
     range_estimator: Literal["min_max", "nncf_default"] = "min_max"
     fast_bias_correction: bool = True
-    # mixed precision (quantize/mixed.py): keep the parts whose INT8 costs most agreement per ms float until
+    # mixed precision (quantize/mixed.py): keep the parts whose INT8 costs most agreement per cost float until
     # held-out agreement with FP32 reaches this; "auto": gates.min_agreement (0.995 if unset) plus the
     # margin at which the eval agreement meets it 19 times in 20 (quantize/mixed.py auto_target); null: no search
     target_agreement: float | Literal["auto"] | None = "auto"

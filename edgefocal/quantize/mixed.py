@@ -1,5 +1,5 @@
 """Automatic mixed precision on a latency budget: which INT8 parts of a FocalNet to keep float so that
-agreement with FP32 reaches a target, at the least measured latency cost.
+agreement with FP32 reaches a target, at the least latency cost (MAC share, or measured: latency_costs).
 
 1. Quantize once under the preset plan; from that one calibrated model, make every part float by surgery
    (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
@@ -174,9 +174,9 @@ def _greedy(probes: list[Probe], plan: PrecisionPlan, ranked: list[dict], select
 
 
 def _ranked(sens: list[dict], macs: dict[str, int]) -> list[dict]:
-    """Parts in order of KL bought per latency cost. The cost is the measured INT8 gain apportioned by MACs,
-    so within one build it is proportional to the part's MAC share: ranking by that share (not by the
-    measured ms, which move with the machine's load) keeps the order, and so the artifacts, reproducible."""
+    """Parts in order of KL bought per latency cost. Every cost is the part's MAC share times one factor
+    per build (1, or the measured INT8 gain: latency_costs), so ranking by the MAC share gives that order
+    without the measured ms, which move with the machine's load: the order, and the artifacts, reproduce."""
     total = sum(macs.get(r["module"], 0) for r in sens) or 1
     floor = 0.01  # below 1 % of the INT8 MACs, costs do not tell parts apart: KL decides there
     return sorted((r for r in sens if r["kl_cost"] > 0),

@@ -107,7 +107,6 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
     spends its time: a stage's measured ms per MAC over the mean (a MAC in the high-resolution stages
     carries more LayerNorm, GELU, depthwise and memory time than one in the deep stages). None when this
     target's runtime cannot be profiled here (the planner then spreads the cut by MACs)."""
-
     import onnx
 
     from edgefocal.export import onnx_from_torch
