@@ -39,16 +39,17 @@ def top1_torch(model, images, labels, batch=500) -> float:
 
 
 def ov_int8(model, input_size, calibration, workdir: Path, tag: str):
-    """ONNX (dynamo) → ov.convert_model → edgefocal's OpenVINO INT8 under the default precision plan."""
+    """ONNX (dynamo) → edgefocal's ov.Model (LayerNorms over channels) → its OpenVINO INT8 under the default
+    precision plan."""
     import onnx
-    import openvino as ov
 
     from edgefocal.quantize import openvino as ov_quantize
     from edgefocal.quantize import plan_precision
+    from edgefocal.targets.openvino import ov_model_from_onnx
 
     onnx_path = onnx_from_torch(model, input_size, workdir / f"{tag}.onnx")
     plan = plan_precision(onnx.load(str(onnx_path)))
-    return ov_quantize.quantize(ov.convert_model(str(onnx_path)), plan, calibration, QuantizeSpec())
+    return ov_quantize.quantize(ov_model_from_onnx(onnx_path), plan, calibration, QuantizeSpec())
 
 
 def compile_ov(ov_model, batch: int | None = None):

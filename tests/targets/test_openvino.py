@@ -42,3 +42,17 @@ def test_int8_ir_keeps_the_plans_float_parts_float(ctx):
     assert any(n.startswith("layers.0.blocks.0.modulation.f/") for n in quantized_inputs)
     assert not [n for n in quantized_inputs if "focal_layers" in n or n.startswith("head.fc/")]
     assert any("focal_layers" in n for n in names)
+
+
+def test_ir_normalizes_over_channels_without_transposes(ctx):
+    """The LayerNorms run over the channel axis (nchw_layernorm.py): no Transpose is left in the IR, and
+    the norms stay float as the plan says."""
+    import openvino as ov
+
+    for artifact in build("openvino", "int8", ctx):
+        model = ov.Core().read_model(str(artifact.path))
+        types = [op.get_type_name() for op in model.get_ordered_ops()]
+        assert "Transpose" not in types and "MVN" in types, artifact.path
+        fq_fed_norms = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MVN"
+                        and op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
+        assert not fq_fed_norms
