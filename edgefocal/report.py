@@ -107,6 +107,9 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         p = report["prune"]
         lines += ["", "## Pruning", "", f"- method {p.get('method')}, MACs {p.get('macs_before')} → {p.get('macs_after')}, "
                   f"params {p.get('params_before')} → {p.get('params_after')}"]
+        if p.get("stage_weights"):
+            lines.append(f"- stage weights {p['stage_weights']} (channel fraction per stage; set `prune.stage_weights` "
+                         "to these to prune the same channels in a rebuild)")
     lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]

@@ -214,12 +214,13 @@ def test_pruned_build_reports_what_pruning_cost(fast_recipe, tmp_path):
                "--batch-sizes", "1", "--output", out) == 0
     report = json.loads((out / "report.json").read_text())
     p = report["prune"]
-    assert p["method"] == "channels" and 0.25 <= 1 - p["macs_after"] / p["macs_before"] <= 0.35
+    assert p["method"] == "channels" and 0.29 <= 1 - p["macs_after"] / p["macs_before"] <= 0.30
     assert p["params_after"] < p["params_before"]
+    assert len(p["stage_weights"]) == 4  # measured on OpenVINO INT8, and what a rebuild pins
     rows = {r["label"]: r for r in report["rows"]}
     assert rows["torch fp32 (pruned)"]["top1_drop"] <= 1.0  # what pruning cost, before INT8
     assert rows["openvino int8"]["top1_drop"] <= 1.5
-    assert "## Pruning" in (out / "report.md").read_text()
+    assert "## Pruning" in (md := (out / "report.md").read_text()) and f"stage weights {p['stage_weights']}" in md
 
 
 @pytest.mark.slow

@@ -85,7 +85,8 @@ def _blocks(model, input_size, dense_count) -> list[ch.BlockInfo]:
 
 
 def plan_channels(model: torch.nn.Module, input_size, spec: PruneSpec) -> tuple[dict, dict]:
-    """Kept channels per block and group for `spec`, from the MAC counts alone (no data needed)."""
+    """Kept channels per block and group for `spec`, from the MAC counts alone (no data needed): at most the
+    requested MACs removed, within one channel step of them."""
     dense = count(model, input_size)
     blocks = _blocks(model, input_size, dense)
     stages = sorted({b.stage for b in blocks})
@@ -95,21 +96,35 @@ def plan_channels(model: torch.nn.Module, input_size, spec: PruneSpec) -> tuple[
                for b in blocks}
     weights = {g: spec.group_weights.get(g, 1.0) for g in ch.GROUPS}
     fractions: dict[int, float] = {}
+    budgets: dict[int, int] = {}
     if spec.stage_ratios is not None:
         if len(spec.stage_ratios) != len(stages):
             raise BadInput(f"prune.stage_ratios has {len(spec.stage_ratios)} entries but the model has {len(stages)} stages",
                            hint=f"give one fraction of MACs per stage, e.g. {[spec.ratio or 0.3] * len(stages)}")
         for s, r in zip(stages, spec.stage_ratios):
             stage_macs = sum(v for k, v in dense.per_module.items() if k.startswith(f"layers.{s}."))
-            fractions[s] = ch.solve_fraction(blocks, int(r * stage_macs), [s], allowed, weights, spec.round_to) if r else 0.0
+            budgets[s] = int(r * stage_macs)
+            fractions[s] = ch.solve_fraction(blocks, budgets[s], [s], allowed, weights, spec.round_to) if r else 0.0
+        kept = ch.plan(blocks, fractions, allowed, weights, spec.round_to)
+        for s in stages:
+            in_stage = [b for b in blocks if b.stage == s]
+            kept.update(ch.fill(in_stage, kept, allowed, budgets[s] - _removed(in_stage, kept), spec.round_to))
     else:
         sw = dict(zip(stages, spec.stage_weights)) if spec.stage_weights else {}
         if spec.stage_weights and len(spec.stage_weights) != len(stages):
             raise BadInput(f"prune.stage_weights has {len(spec.stage_weights)} entries but the model has {len(stages)} stages",
                            hint="give one relative weight per stage, e.g. [2, 1.5, 1, 0.8]")
-        p = ch.solve_fraction(blocks, int(spec.ratio * dense.macs), stages, allowed, weights, spec.round_to, sw)
+        target = int(spec.ratio * dense.macs)
+        p = ch.solve_fraction(blocks, target, stages, allowed, weights, spec.round_to, sw)
         fractions = {s: p * sw.get(s, 1.0) for s in stages}
-    return ch.plan(blocks, fractions, allowed, weights, spec.round_to), {"fractions": fractions, "dense": dense}
+        kept = ch.plan(blocks, fractions, allowed, weights, spec.round_to)
+        kept = ch.fill(blocks, kept, allowed, target - _removed(blocks, kept), spec.round_to, sw)
+    return kept, {"fractions": fractions, "dense": dense}
+
+
+def _removed(blocks: list[ch.BlockInfo], kept: dict[str, dict[str, int]]) -> int:
+    return sum(ch.block_macs(b.block, ch.group_sizes(b.block), b.hw) - ch.block_macs(b.block, kept[b.name], b.hw)
+               for b in blocks)
 
 
 def _channel_ratio(before: torch.nn.Module, after: torch.nn.Module) -> float:
@@ -144,6 +159,7 @@ def prune_model(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec
         stats["blocks"] = {name: {g: [got[name][g], ch.group_sizes(b)[g]] for g in ch.GROUPS}
                            for name, _, b in ch.focal_blocks(dense)}
         stats["channel_ratio_removed"] = _channel_ratio(dense, pruned)
+        stats["stage_weights"] = spec.stage_weights  # measured (prune.allocation: latency) or the recipe's
         stats["reconstruct"] = spec.reconstruct
     elif spec.method == "2:4":
         from edgefocal.prune.semistructured import prune_2of4

@@ -76,13 +76,19 @@ def block_macs(block: nn.Module, keep: dict[str, int], hw: int) -> int:
     return hw * (c * (q + x + gates) + dw + x * q + q * mod.proj.out_channels + 2 * c * m)
 
 
+def _step(total: int, multiple: int) -> int:
+    """The channel step of a group of `total` channels: `multiple`, but at most total/4."""
+    while multiple > 1 and multiple * 4 > total:
+        multiple //= 2
+    return multiple
+
+
 def _round_keep(total: int, frac_removed: float, multiple: int) -> int:
     """Kept channels, a multiple of `multiple` (OpenVINO/oneDNN block channels by 16 on AVX-512, so odd
     widths fall back to slower kernels), but at most total/4 so that narrow layers (32 channels) keep a
     fine step."""
     keep = total * (1.0 - frac_removed)
-    while multiple > 1 and multiple * 4 > total:
-        multiple //= 2
+    multiple = _step(total, multiple)
     if multiple > 1:
         keep = multiple * round(keep / multiple)
         return int(min(total, max(multiple, keep)))
@@ -103,8 +109,8 @@ def plan(blocks: list[BlockInfo], fractions: dict[int, float], allowed: dict[str
 
 def solve_fraction(blocks: list[BlockInfo], target_removed: int, stages: list[int], allowed, weights,
                    multiple: int, stage_weights: dict[int, float] | None = None) -> float:
-    """Bisect the channel fraction p of `stages` (stage s removes p × stage_weights[s]) until the removed
-    MACs reach `target_removed`."""
+    """The largest channel fraction p of `stages` (stage s removes p × stage_weights[s]) whose removed MACs
+    stay within `target_removed`: `--prune channels:0.3` never removes more than 30 % of the MACs."""
     sw = {s: (stage_weights or {}).get(s, 1.0) for s in stages}
     full = sum(block_macs(b.block, group_sizes(b.block), b.hw) for b in blocks if b.stage in stages)
 
@@ -119,12 +125,35 @@ def solve_fraction(blocks: list[BlockInfo], target_removed: int, stages: list[in
     lo, hi = 0.0, hi_cap
     for _ in range(40):
         mid = (lo + hi) / 2
-        if removed(mid) < target_removed:
+        if removed(mid) <= target_removed:
             lo = mid
         else:
             hi = mid
-    # rounding to `multiple` makes removed(p) a step function: take the smallest p that reaches the target
-    return hi
+    # rounding to `multiple` makes removed(p) a step function: take the largest p still within the target
+    return lo
+
+
+def fill(blocks: list[BlockInfo], kept: dict[str, dict[str, int]], allowed, budget: int, multiple: int,
+         stage_weights: dict[int, float] | None = None) -> dict[str, dict[str, int]]:
+    """Spend what the uniform fraction left of the MAC budget (less than one rounding step everywhere) one
+    channel step at a time, the stages weighted most first, never past the budget; `kept` is not changed."""
+    out = {name: dict(sizes) for name, sizes in kept.items()}
+    sw = stage_weights or {}
+    order = sorted(blocks, key=lambda b: (-sw.get(b.stage, 1.0), b.stage, b.name))
+    changed = True
+    while changed and budget > 0:
+        changed = False
+        for b in order:
+            full = group_sizes(b.block)
+            for g in sorted(allowed[b.name]):
+                step = _step(full[g], multiple)
+                smaller = dict(out[b.name], **{g: out[b.name][g] - step})
+                if smaller[g] < max(step, 0.05 * full[g]):
+                    continue
+                gain = block_macs(b.block, out[b.name], b.hw) - block_macs(b.block, smaller, b.hw)
+                if 0 < gain <= budget:
+                    out[b.name], budget, changed = smaller, budget - gain, True
+    return out
 
 
 # ---------------------------------------------------------------- activations on calibration data

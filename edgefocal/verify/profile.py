@@ -105,8 +105,10 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
                           threads: int | None = None, log=print) -> list[float] | None:
     """Relative channel fraction per stage for pruning, from where the INT8 artifact on `target` really
     spends its time: a stage's measured ms per MAC over the mean (a MAC in the high-resolution stages
-    carries more LayerNorm, GELU, depthwise and memory time than one in the deep stages). None when this
-    target's runtime cannot be profiled here (the planner then spreads the cut by MACs)."""
+    carries more LayerNorm, GELU, depthwise and memory time than one in the deep stages). The median of
+    three profiles, rounded to 0.1, so that rebuilds on the same machine mostly prune alike; the report
+    records the weights, and `prune.stage_weights` pins them. None when this target's runtime cannot be
+    profiled here (the planner then spreads the cut by MACs)."""
     import onnx
 
     from edgefocal.export import onnx_from_torch
@@ -122,24 +124,24 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
         path = onnx_from_torch(model, tuple(input_size), Path(tmp) / "dense.onnx")
         plan = plan_precision(onnx.load(str(path)))
         if target == "openvino":
-            import openvino as ov
-
             from edgefocal.quantize import openvino as ov_quantize
+            from edgefocal.targets.openvino import ov_model_from_onnx
 
-            q = ov_quantize.quantize(ov.convert_model(str(path)), plan, calibration[:16], QuantizeSpec())
-            times = openvino_op_times(q, x, threads)
+            q = ov_quantize.quantize(ov_model_from_onnx(path), plan, calibration[:16], QuantizeSpec())
+            profiles = [openvino_op_times(q, x, threads) for _ in range(3)]
         else:
             import onnx as onnx_lib
 
             from edgefocal.quantize import onnxruntime as ort_quantize
 
             onnx_lib.save(ort_quantize.quantize(path, plan, calibration[:16], QuantizeSpec()), str(Path(tmp) / "q.onnx"))
-            times = onnxruntime_op_times(Path(tmp) / "q.onnx", x, threads)
-    stage_ms = by_stage(by_module(times))
+            profiles = [onnxruntime_op_times(Path(tmp) / "q.onnx", x, threads) for _ in range(3)]
+    stage_ms = {s: float(np.median([by_stage(by_module(t)).get(s, 0.0) for t in profiles]))
+                for s in by_stage(by_module(profiles[0]))}
     macs = count(model, tuple(input_size))
     stages = sorted({int(m.group(1)) for k in macs.per_module if (m := re.match(r"layers\.(\d+)\.", k))})
     per_mac = [stage_ms.get(str(s), 0.0) / max(1, macs.macs_under(f"layers.{s}")) for s in stages]
     mean = float(np.mean(per_mac)) or 1.0
-    weights = [round(max(v / mean, 0.05), 3) for v in per_mac]
+    weights = [round(max(v / mean, 0.1), 1) for v in per_mac]
     log(f"pruning plan: INT8 {target} time per MAC by stage → stage weights {weights}")
     return weights

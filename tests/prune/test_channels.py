@@ -51,7 +51,7 @@ def _logits(model, images):
 def test_ratio_counts_macs_and_keeps_multiples(default_model, fmnist_calibration):
     res = prune_model(default_model.model, fmnist_calibration, PruneSpec(method="channels", ratio=0.3), log=lambda *_: None)
     s = res.stats
-    assert abs(s["mac_ratio_removed"] - 0.3) < 0.02
+    assert 0.29 < s["mac_ratio_removed"] <= 0.3  # never more than asked, within a channel step of it
     assert s["macs_after"] == count(res.model, (1, 32, 32)).macs
     assert s["params_after"] < s["params_before"]
     assert 0 < s["channel_ratio_removed"] < 1
