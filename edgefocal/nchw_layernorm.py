@@ -63,7 +63,7 @@ def layernorm_on_channels(model) -> int:
     """Rewrite, in place, every `Transpose(0,2,3,1) → LayerNormalization → Transpose(0,3,1,2)` of an ONNX
     model into the same normalization over axis 1; returns how many were rewritten. Nodes are named
     `<LayerNorm node name>/<op>`, so they keep the norm's module path."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = model.graph
     rewritten = 0
@@ -72,26 +72,13 @@ def layernorm_on_channels(model) -> int:
         beta = _initializer(model, ln.input[2]) if len(ln.input) > 2 and ln.input[2] else None
         if gamma is None or gamma.ndim != 1:
             continue
-        base, x, y = ln.name, before.input[0], after.output[0]
         consts = {"axes": np.array([1], dtype=np.int64), "eps": np.array(_attr(ln, "epsilon", 1e-5), dtype=gamma.dtype),
                   "gamma": gamma.reshape(-1, 1, 1)}
         if beta is not None:
             consts["beta"] = beta.reshape(-1, 1, 1)
         for key, value in consts.items():
-            graph.initializer.append(numpy_helper.from_array(value, f"{base}/{key}"))
-        t = lambda s: f"{base}/{s}"  # noqa: E731 - tensor and node names under the norm's own name
-        nodes = [
-            helper.make_node("ReduceMean", [x, t("axes")], [t("mean")], t("ReduceMean"), keepdims=1),
-            helper.make_node("Sub", [x, t("mean")], [t("centered")], t("Sub")),
-            helper.make_node("Mul", [t("centered"), t("centered")], [t("squared")], t("Square")),
-            helper.make_node("ReduceMean", [t("squared"), t("axes")], [t("var")], t("ReduceMean_var"), keepdims=1),
-            helper.make_node("Add", [t("var"), t("eps")], [t("var_eps")], t("AddEps")),
-            helper.make_node("Sqrt", [t("var_eps")], [t("std")], t("Sqrt")),
-            helper.make_node("Div", [t("centered"), t("std")], [t("normalized")], t("Div")),
-            helper.make_node("Mul", [t("normalized"), t("gamma")], [y if beta is None else t("scaled")], t("Scale")),
-        ]
-        if beta is not None:
-            nodes.append(helper.make_node("Add", [t("scaled"), t("beta")], [y], t("Shift")))
+            graph.initializer.append(numpy_helper.from_array(value, f"{ln.name}/{key}"))
+        nodes = _channel_norm(ln.name, before.input[0], after.output[0], beta is not None)
         for n in nodes:  # keep the exporter's module scopes, which naming.roles reads
             n.metadata_props.extend(ln.metadata_props)
         position = list(graph.node).index(before)
@@ -102,6 +89,28 @@ def layernorm_on_channels(model) -> int:
         rewritten += 1
     _drop_unread_initializers(model)
     return rewritten
+
+
+def _channel_norm(base: str, x: str, y: str, shift: bool) -> list:
+    """(x − mean) / sqrt(var + eps) · γ + β over axis 1, every tensor and node named under `base`."""
+    from onnx import helper
+
+    def t(name: str) -> str:
+        return f"{base}/{name}"
+
+    nodes = [
+        helper.make_node("ReduceMean", [x, t("axes")], [t("mean")], t("ReduceMean"), keepdims=1),
+        helper.make_node("Sub", [x, t("mean")], [t("centered")], t("Sub")),
+        helper.make_node("Mul", [t("centered"), t("centered")], [t("squared")], t("Square")),
+        helper.make_node("ReduceMean", [t("squared"), t("axes")], [t("var")], t("ReduceMean_var"), keepdims=1),
+        helper.make_node("Add", [t("var"), t("eps")], [t("var_eps")], t("AddEps")),
+        helper.make_node("Sqrt", [t("var_eps")], [t("std")], t("Sqrt")),
+        helper.make_node("Div", [t("centered"), t("std")], [t("normalized")], t("Div")),
+        helper.make_node("Mul", [t("normalized"), t("gamma")], [t("scaled") if shift else y], t("Scale")),
+    ]
+    if shift:
+        nodes.append(helper.make_node("Add", [t("scaled"), t("beta")], [y], t("Shift")))
+    return nodes
 
 
 def _drop_unread_initializers(model) -> None:
