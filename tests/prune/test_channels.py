@@ -110,6 +110,26 @@ def test_exclude_and_stage_ratios(tiny_focalnet):
         plan_channels(tiny_focalnet, (1, 32, 32), PruneSpec(method="channels", stage_ratios=[0.1, 0.1]))
 
 
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.3, 0.45])
+@pytest.mark.parametrize("round_to", [1, 8, 16])
+def test_plan_removes_at_most_the_ratio_within_one_step(tiny_focalnet, ratio, round_to):
+    """Never more MACs than asked (the bar counts ≤ 30 %), and no channel step left unspent that would fit."""
+    spec = PruneSpec(method="channels", ratio=ratio, stage_weights=[1.3, 1.0, 0.9, 0.8], round_to=round_to)
+    kept, info = plan_channels(tiny_focalnet, (1, 32, 32), spec)
+    dense = info["dense"]
+    blocks = {n: (b, dense.per_module[f"{n}.mlp.fc1"] // (b.mlp.fc1.in_channels * b.mlp.fc1.out_channels))
+              for n, _, b in ch.focal_blocks(tiny_focalnet)}
+    removed = sum(ch.block_macs(b, ch.group_sizes(b), hw) - ch.block_macs(b, kept[n], hw) for n, (b, hw) in blocks.items())
+    assert 0 < removed <= ratio * dense.macs
+    for n, (b, hw) in blocks.items():
+        for g, size in kept[n].items():
+            step = ch._step(ch.group_sizes(b)[g], round_to)
+            if size - step >= max(step, 0.05 * ch.group_sizes(b)[g]):
+                one_more = ch.block_macs(b, kept[n], hw) - ch.block_macs(b, dict(kept[n], **{g: size - step}), hw)
+                assert removed + one_more > ratio * dense.macs, (n, g)
+    assert plan_channels(tiny_focalnet, (1, 32, 32), spec)[0] == kept  # pinned stage weights: the same plan
+
+
 def test_pruned_modulation_runs_timm_forward(tiny_focalnet):
     """Only input_split changes: timm's own forward runs the pruned module (q, ctx, gates all narrower)."""
     torch.manual_seed(0)
