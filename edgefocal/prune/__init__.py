@@ -108,7 +108,7 @@ def plan_channels(model: torch.nn.Module, input_size, spec: PruneSpec) -> tuple[
         kept = ch.plan(blocks, fractions, allowed, weights, spec.round_to)
         for s in stages:
             in_stage = [b for b in blocks if b.stage == s]
-            kept.update(ch.fill(in_stage, kept, allowed, budgets[s] - _removed(in_stage, kept), spec.round_to))
+            kept.update(ch.fill(in_stage, kept, allowed, budgets[s] - ch.removed_macs(in_stage, kept), spec.round_to))
     else:
         sw = dict(zip(stages, spec.stage_weights)) if spec.stage_weights else {}
         if spec.stage_weights and len(spec.stage_weights) != len(stages):
@@ -118,13 +118,8 @@ def plan_channels(model: torch.nn.Module, input_size, spec: PruneSpec) -> tuple[
         p = ch.solve_fraction(blocks, target, stages, allowed, weights, spec.round_to, sw)
         fractions = {s: p * sw.get(s, 1.0) for s in stages}
         kept = ch.plan(blocks, fractions, allowed, weights, spec.round_to)
-        kept = ch.fill(blocks, kept, allowed, target - _removed(blocks, kept), spec.round_to, sw)
+        kept = ch.fill(blocks, kept, allowed, target - ch.removed_macs(blocks, kept), spec.round_to, sw)
     return kept, {"fractions": fractions, "dense": dense}
-
-
-def _removed(blocks: list[ch.BlockInfo], kept: dict[str, dict[str, int]]) -> int:
-    return sum(ch.block_macs(b.block, ch.group_sizes(b.block), b.hw) - ch.block_macs(b.block, kept[b.name], b.hw)
-               for b in blocks)
 
 
 def _channel_ratio(before: torch.nn.Module, after: torch.nn.Module) -> float:

@@ -107,16 +107,20 @@ def plan(blocks: list[BlockInfo], fractions: dict[int, float], allowed: dict[str
     return out
 
 
+def removed_macs(blocks: list[BlockInfo], kept: dict[str, dict[str, int]]) -> int:
+    """MACs of `blocks` that the kept sizes remove."""
+    return sum(block_macs(b.block, group_sizes(b.block), b.hw) - block_macs(b.block, kept[b.name], b.hw) for b in blocks)
+
+
 def solve_fraction(blocks: list[BlockInfo], target_removed: int, stages: list[int], allowed, weights,
                    multiple: int, stage_weights: dict[int, float] | None = None) -> float:
     """The largest channel fraction p of `stages` (stage s removes p × stage_weights[s]) whose removed MACs
     stay within `target_removed`: `--prune channels:0.3` never removes more than 30 % of the MACs."""
     sw = {s: (stage_weights or {}).get(s, 1.0) for s in stages}
-    full = sum(block_macs(b.block, group_sizes(b.block), b.hw) for b in blocks if b.stage in stages)
+    in_stages = [b for b in blocks if b.stage in stages]
 
     def removed(p: float) -> int:
-        kept = plan([b for b in blocks if b.stage in stages], {s: p * sw[s] for s in stages}, allowed, weights, multiple)
-        return full - sum(block_macs(b.block, kept[b.name], b.hw) for b in blocks if b.stage in stages)
+        return removed_macs(in_stages, plan(in_stages, {s: p * sw[s] for s in stages}, allowed, weights, multiple))
 
     hi_cap = 0.95 / (min(weights.values()) * min(sw.values()))  # plan() clamps every group at 95 %
     if removed(hi_cap) < target_removed:

@@ -136,8 +136,8 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
 
             onnx_lib.save(ort_quantize.quantize(path, plan, calibration[:16], QuantizeSpec()), str(Path(tmp) / "q.onnx"))
             profiles = [onnxruntime_op_times(Path(tmp) / "q.onnx", x, threads) for _ in range(3)]
-    stage_ms = {s: float(np.median([by_stage(by_module(t)).get(s, 0.0) for t in profiles]))
-                for s in by_stage(by_module(profiles[0]))}
+    per_profile = [by_stage(by_module(t)) for t in profiles]
+    stage_ms = {s: float(np.median([p.get(s, 0.0) for p in per_profile])) for s in per_profile[0]}
     macs = count(model, tuple(input_size))
     stages = sorted({int(m.group(1)) for k in macs.per_module if (m := re.match(r"layers\.(\d+)\.", k))})
     per_mac = [stage_ms.get(str(s), 0.0) / max(1, macs.macs_under(f"layers.{s}")) for s in stages]
