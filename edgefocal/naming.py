@@ -44,6 +44,15 @@ def scope_of(node) -> str | None:
     return None
 
 
+def consumers(nodes) -> dict[str, list]:
+    """Tensor name → the nodes that read it (the rewrites and the conformance checks walk graphs both ways)."""
+    out: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def _scopes(nodes) -> dict[str, str]:
     """node name → module path; a node the optimizer added (a Split, no metadata) takes its producer's."""
     producer = {o: n for n in nodes for o in n.output}

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgefocal.naming import consumers
+
 TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]
 
@@ -35,10 +37,7 @@ def _matches(model) -> list[tuple]:
     NCHW tensor and nothing else reads the NHWC tensors."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    readers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = consumers(graph.node)
     out = []
     for ln in graph.node:
         if ln.op_type != "LayerNormalization" or _attr(ln, "axis", -1) not in (-1, 3):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal.errors import BadInput
+from edgefocal import naming
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 MIN_OPSET = 17
@@ -83,10 +84,7 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     model = _load(model_or_path)
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = naming.consumers(g.node)
     const = _constants(g, producer)
     out: list[Violation] = []
 
