@@ -86,7 +86,7 @@ def layernorm_on_channels(model) -> int:
         for i, n in enumerate(nodes):
             graph.node.insert(position + i, n)
         rewritten += 1
-    _drop_unread_initializers(model)
+    drop_unread_initializers(model)
     return rewritten
 
 
@@ -112,8 +112,9 @@ def _channel_norm(base: str, x: str, y: str, shift: bool) -> list:
     return nodes
 
 
-def _drop_unread_initializers(model) -> None:
-    """The LayerNorms' 1-D γ and β, now read in their C×1×1 copies (ONNX Runtime warns about each one left)."""
+def drop_unread_initializers(model) -> None:
+    """Initializers no node reads any more after a rewrite (here the LayerNorms' 1-D γ and β, now read in their
+    C×1×1 copies): ONNX Runtime warns about each one left."""
     read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     for t in [t for t in model.graph.initializer if t.name not in read]:
         model.graph.initializer.remove(t)

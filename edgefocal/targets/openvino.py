@@ -15,20 +15,22 @@ from edgefocal.targets.base import Artifact, Availability, BuildContext, Runner,
 
 
 def ov_model_from_onnx(onnx_path: Path):
-    """The ov.Model of an exported FocalNet, its LayerNorms computed over the channel axis without the
-    transposes around them (nchw_layernorm.py: a quarter of the INT8 latency of focalnet_tiny_srf)."""
+    """The ov.Model of an exported FocalNet, rewritten for OpenVINO's CPU plugin: LayerNorms over the channel
+    axis without the transposes around them (nchw_layernorm.py: a quarter of the INT8 latency of
+    focalnet_tiny_srf) and one conv per part of the modulation's split f (conv_split.py)."""
     import tempfile
 
     import onnx
 
+    from edgefocal.conv_split import split_convs
     from edgefocal.nchw_layernorm import layernorm_on_channels
 
     ov = require("openvino", "openvino")
     model = onnx.load(str(onnx_path))
-    if not layernorm_on_channels(model):
+    if not layernorm_on_channels(model) + split_convs(model):
         return ov.convert_model(str(onnx_path))
     with tempfile.TemporaryDirectory() as tmp:  # convert_model reads ONNX from a file, not a ModelProto
-        path = Path(tmp) / "nchw.onnx"
+        path = Path(tmp) / "rewritten.onnx"
         onnx.save(model, str(path))
         return ov.convert_model(str(path))
 

@@ -1,6 +1,8 @@
 """OpenVINO target through the shared round trip, on the trained default."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from roundtrip import build, build_and_compare, make_context
 
@@ -42,6 +44,29 @@ def test_int8_ir_keeps_the_plans_float_parts_float(ctx):
     assert any(n.startswith("layers.0.blocks.0.modulation.f/") for n in quantized_inputs)
     assert not [n for n in quantized_inputs if "focal_layers" in n or n.startswith("head.fc/")]
     assert any("focal_layers" in n for n in names)
+
+
+def test_ir_computes_each_part_of_f_with_its_own_int8_conv(ctx):
+    """conv_split.py: no split of a conv output is left in the IR, and each part of every modulation f is
+    an INT8 conv (its input quantized), named under f."""
+    import openvino as ov
+
+    artifacts = build("openvino", "int8", ctx)  # the FP32 IR, then the INT8 one
+    for artifact in artifacts:
+        model = ov.Core().read_model(str(artifact.path))
+        assert not [op for op in model.get_ordered_ops() if op.get_type_name() in ("Split", "VariadicSplit")]
+        parts = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"
+                 and re.search(r"modulation\.f/Conv/split\d", op.get_friendly_name())]
+        assert len(parts) == 3 * len({re.sub(r"/Conv/.*", "", op.get_friendly_name()) for op in parts}) > 0
+    assert all(_fed_by_fake_quantize(op) for op in parts)  # the INT8 IR's
+
+
+def _fed_by_fake_quantize(op) -> bool:
+    """Whether the op's data input comes from a FakeQuantize (through any Convert/Reshape)."""
+    node = op.input_value(0).get_node()
+    while node.get_type_name() in ("Convert", "Reshape"):
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "FakeQuantize"
 
 
 def test_ir_normalizes_over_channels_without_transposes(ctx):

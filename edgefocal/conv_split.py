@@ -1,0 +1,91 @@
+"""A Conv whose output is only split along the channels becomes one Conv per part, for OpenVINO.
+
+FocalModulation's `f` is one conv whose 2C + L + 1 output channels are split into q, ctx and the L + 1
+gates. OpenVINO's CPU plugin runs that split of a blocked (16-channel) layout with its reference kernel and
+pads the odd-width conv output (measured on focalnet_tiny_srf INT8 with 30 % of MACs pruned, batch 1: the
+same graph with three convs in place of conv + split ran 3–5 % faster). Each part's conv computes exactly
+the channels of its split output: same weights, same input, so the same INT8 input quantizer.
+
+Hand-written on the ONNX graph, like nchw_layernorm.py, because every new node must carry the conv's own
+name as a prefix (`<conv name>/split<i>`): the precision plan's ignored scopes and the per-module profiles
+find the module through it."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgefocal.naming import consumers
+from edgefocal.nchw_layernorm import drop_unread_initializers
+
+
+def _array(model, name: str) -> np.ndarray | None:
+    """An initializer or Constant node's value."""
+    from onnx import numpy_helper
+
+    for t in model.graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute and n.attribute[0].name == "value":
+            return numpy_helper.to_array(n.attribute[0].t)
+    return None
+
+
+def _split_sizes(model, split) -> list[int] | None:
+    """The channel sizes of a Split over axis 1, or None (another axis, or sizes that are not constant)."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in split.attribute}
+    if attrs.get("axis", 0) != 1:
+        return None
+    if len(split.input) > 1 and split.input[1]:
+        sizes = _array(model, split.input[1])
+        return None if sizes is None else [int(s) for s in sizes]
+    return [int(s) for s in attrs["split"]] if "split" in attrs else None
+
+
+def _matches(model) -> list[tuple]:
+    """(conv, split, sizes) where the Split over channels is the conv output's only reader and the conv's
+    weights (and bias) are constants."""
+    readers = consumers(model.graph.node)
+    out = []
+    for conv in model.graph.node:
+        after = readers.get(conv.output[0], []) if conv.op_type == "Conv" else []
+        if len(after) != 1 or after[0].op_type != "Split" or _array(model, conv.input[1]) is None:
+            continue
+        if len(conv.input) > 2 and conv.input[2] and _array(model, conv.input[2]) is None:
+            continue
+        sizes = _split_sizes(model, after[0])
+        if sizes and len(sizes) == len(after[0].output):
+            out.append((conv, after[0], sizes))
+    return out
+
+
+def split_convs(model) -> int:
+    """Rewrite, in place, every Conv → Split(axis 1) of an ONNX model into one Conv per split output;
+    returns how many convs were split. New nodes are named `<conv name>/split<i>`."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    matches = _matches(model)
+    for conv, split, sizes in matches:
+        weight = _array(model, conv.input[1])
+        bias = _array(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        bounds = np.cumsum([0, *sizes])
+        parts = []
+        for i, output in enumerate(split.output):
+            inputs = [conv.input[0], f"{conv.name}/split{i}/weight"]
+            graph.initializer.append(numpy_helper.from_array(weight[bounds[i]:bounds[i + 1]], inputs[1]))
+            if bias is not None:
+                inputs.append(f"{conv.name}/split{i}/bias")
+                graph.initializer.append(numpy_helper.from_array(bias[bounds[i]:bounds[i + 1]], inputs[2]))
+            part = helper.make_node("Conv", inputs, [output], f"{conv.name}/split{i}")
+            part.attribute.extend(conv.attribute)
+            part.metadata_props.extend(conv.metadata_props)  # the exporter's module scopes, which naming reads
+            parts.append(part)
+        position = list(graph.node).index(conv)
+        graph.node.remove(conv)
+        graph.node.remove(split)
+        for i, part in enumerate(parts):
+            graph.node.insert(position + i, part)
+    drop_unread_initializers(model)
+    return len(matches)
