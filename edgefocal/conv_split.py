@@ -1,9 +1,9 @@
 """A Conv whose output is only split along the channels becomes one Conv per part, for OpenVINO.
 
 FocalModulation's `f` is one conv whose 2C + L + 1 output channels are split into q, ctx and the L + 1
-gates. OpenVINO's CPU plugin runs that split of a blocked (16-channel) layout with its reference kernel and
-pads the odd-width conv output (measured on focalnet_tiny_srf INT8 with 30 % of MACs pruned, batch 1: the
-same graph with three convs in place of conv + split ran 3–5 % faster). Each part's conv computes exactly
+gates. OpenVINO's CPU plugin runs that split with its reference kernel (`ref_bf16` in its profile;
+measured on focalnet_tiny_srf INT8 with 30 % of MACs pruned, batch 1: the same graph with three convs in
+place of conv + split ran 3–5 % faster). Each part's conv computes exactly
 the channels of its split output: same weights, same input, so the same INT8 input quantizer.
 
 Hand-written on the ONNX graph, like nchw_layernorm.py, because every new node must carry the conv's own
@@ -44,12 +44,17 @@ def _split_sizes(model, split) -> list[int] | None:
 
 
 def _matches(model) -> list[tuple]:
-    """(conv, split, sizes) where the Split over channels is the conv output's only reader and the conv's
-    weights (and bias) are constants."""
+    """(conv, split, sizes) where the Split over channels is the conv output's only reader and the conv is
+    dense (group 1: a grouped conv's output channels depend on their group's inputs only) with constant
+    weights and bias."""
+    from onnx import helper
+
     readers = consumers(model.graph.node)
     out = []
     for conv in model.graph.node:
-        after = readers.get(conv.output[0], []) if conv.op_type == "Conv" else []
+        dense = conv.op_type == "Conv" and all(helper.get_attribute_value(a) == 1 for a in conv.attribute
+                                               if a.name == "group")
+        after = readers.get(conv.output[0], []) if dense else []
         if len(after) != 1 or after[0].op_type != "Split" or _array(model, conv.input[1]) is None:
             continue
         if len(conv.input) > 2 and conv.input[2] and _array(model, conv.input[2]) is None:

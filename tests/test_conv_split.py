@@ -48,3 +48,15 @@ def test_a_split_over_another_axis_or_with_other_readers_is_left_alone(tiny_foca
 
     assert split_convs(model) == total - 2
     assert sorted(n.name for n in model.graph.node if n.op_type == "Split") == sorted([first.name, second.name])
+
+
+def test_a_grouped_conv_is_not_split(tiny_focalnet, tmp_path):
+    from onnx import helper
+
+    model = onnx.load(str(onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path / "t.onnx")))
+    first = next(n for n in model.graph.node if n.op_type == "Split")
+    conv = next(n for n in model.graph.node if first.input[0] in n.output)
+    conv.attribute.append(helper.make_attribute("group", 2))
+    total = sum(n.op_type == "Split" for n in model.graph.node)
+
+    assert split_convs(model) == total - 1
