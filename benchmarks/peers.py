@@ -195,8 +195,8 @@ def main(argv=None) -> int:
         "Agreement: fraction of eval images whose top-1 class equals torch FP32's; top-1 drop in points. "
         "Latency: batch 1, p50 over interleaved rounds, all artifacts and the torch reference in the same "
         "process and run; \"per round\" is the lowest and highest speedup of the 5 rounds taken one at a time, "
-        "how far this shared machine moved it during the run. TensorRT's Q/DQ ONNX runs in ONNX Runtime here (no TensorRT): its latency is not "
-        "an engine's.", ""]
+        "how far this shared machine moved it during the run. TensorRT's Q/DQ ONNX runs in ONNX Runtime here "
+        "(no TensorRT): its latency is not an engine's.", ""]
     for title in CASES:
         if not args.only or args.only in title:
             lines += _case_in_subprocess(title, args.quick)
