@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgefocal.naming import consumers
-from edgefocal.nchw_layernorm import drop_unread_initializers
+from edgefocal.onnx_graph import attribute, drop_unread_initializers
 
 
 def _array(model, name: str) -> np.ndarray | None:
@@ -32,36 +32,32 @@ def _array(model, name: str) -> np.ndarray | None:
 
 def _split_sizes(model, split) -> list[int] | None:
     """The channel sizes of a Split over axis 1, or None (another axis, or sizes that are not constant)."""
-    from onnx import helper
-
-    attrs = {a.name: helper.get_attribute_value(a) for a in split.attribute}
-    if attrs.get("axis", 0) != 1:
+    if attribute(split, "axis", 0) != 1:
         return None
     if len(split.input) > 1 and split.input[1]:
         sizes = _array(model, split.input[1])
         return None if sizes is None else [int(s) for s in sizes]
-    return [int(s) for s in attrs["split"]] if "split" in attrs else None
+    sizes = attribute(split, "split", None)
+    return None if sizes is None else [int(s) for s in sizes]
 
 
 def _matches(model) -> list[tuple]:
-    """(conv, split, sizes) where the Split over channels is the conv output's only reader and the conv is
-    dense (group 1: a grouped conv's output channels depend on their group's inputs only) with constant
-    weights and bias."""
-    from onnx import helper
-
+    """(conv, split, sizes, weight, bias) where the Split over channels is the conv output's only reader and
+    the conv is dense (group 1: a grouped conv's output channels depend on their group's inputs only) with
+    constant weights and bias (None when it has none)."""
     readers = consumers(model.graph.node)
     out = []
     for conv in model.graph.node:
-        dense = conv.op_type == "Conv" and all(helper.get_attribute_value(a) == 1 for a in conv.attribute
-                                               if a.name == "group")
+        dense = conv.op_type == "Conv" and attribute(conv, "group", 1) == 1
         after = readers.get(conv.output[0], []) if dense else []
-        if len(after) != 1 or after[0].op_type != "Split" or _array(model, conv.input[1]) is None:
+        if len(after) != 1 or after[0].op_type != "Split":
             continue
-        if len(conv.input) > 2 and conv.input[2] and _array(model, conv.input[2]) is None:
-            continue
+        has_bias = len(conv.input) > 2 and bool(conv.input[2])
+        weight = _array(model, conv.input[1])
+        bias = _array(model, conv.input[2]) if has_bias else None
         sizes = _split_sizes(model, after[0])
-        if sizes and len(sizes) == len(after[0].output):
-            out.append((conv, after[0], sizes))
+        if weight is not None and (bias is not None or not has_bias) and sizes and len(sizes) == len(after[0].output):
+            out.append((conv, after[0], sizes, weight, bias))
     return out
 
 
@@ -72,9 +68,7 @@ def split_convs(model) -> int:
 
     graph = model.graph
     matches = _matches(model)
-    for conv, split, sizes in matches:
-        weight = _array(model, conv.input[1])
-        bias = _array(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    for conv, split, sizes, weight, bias in matches:
         bounds = np.cumsum([0, *sizes])
         parts = []
         for i, output in enumerate(split.output):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgefocal.naming import consumers
+from edgefocal.onnx_graph import attribute, drop_unread_initializers
 
 TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]
@@ -24,12 +25,6 @@ TO_NCHW = [0, 3, 1, 2]
 
 def _perm(node) -> list[int] | None:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-
-
-def _attr(node, name: str, default):
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def _matches(model) -> list[tuple]:
@@ -40,7 +35,7 @@ def _matches(model) -> list[tuple]:
     readers = consumers(graph.node)
     out = []
     for ln in graph.node:
-        if ln.op_type != "LayerNormalization" or _attr(ln, "axis", -1) not in (-1, 3):
+        if ln.op_type != "LayerNormalization" or attribute(ln, "axis", -1) not in (-1, 3):
             continue
         before = producer.get(ln.input[0])
         after = readers.get(ln.output[0], [])
@@ -71,7 +66,7 @@ def layernorm_on_channels(model) -> int:
         beta = _initializer(model, ln.input[2]) if len(ln.input) > 2 and ln.input[2] else None
         if gamma is None or gamma.ndim != 1:
             continue
-        consts = {"axes": np.array([1], dtype=np.int64), "eps": np.array(_attr(ln, "epsilon", 1e-5), dtype=gamma.dtype),
+        consts = {"axes": np.array([1], dtype=np.int64), "eps": np.array(attribute(ln, "epsilon", 1e-5), dtype=gamma.dtype),
                   "gamma": gamma.reshape(-1, 1, 1)}
         if beta is not None:
             consts["beta"] = beta.reshape(-1, 1, 1)
@@ -110,11 +105,3 @@ def _channel_norm(base: str, x: str, y: str, shift: bool) -> list:
     if shift:
         nodes.append(helper.make_node("Add", [t("scaled"), t("beta")], [y], t("Shift")))
     return nodes
-
-
-def drop_unread_initializers(model) -> None:
-    """Initializers no node reads any more after a rewrite (here the LayerNorms' 1-D γ and β, now read in their
-    C×1×1 copies): ONNX Runtime warns about each one left."""
-    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    for t in [t for t in model.graph.initializer if t.name not in read]:
-        model.graph.initializer.remove(t)

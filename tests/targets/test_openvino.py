@@ -32,14 +32,9 @@ def test_int8_ir_keeps_the_plans_float_parts_float(ctx):
     import openvino as ov
 
     model = ov.Core().read_model(str(build("openvino", "int8", ctx)[-1].path))
-    quantized_inputs = set()
-    for op in model.get_ordered_ops():
-        for inp in op.inputs():
-            src = inp.get_source_output().get_node()
-            while src.get_type_name() in ("Convert", "Reshape", "Transpose"):
-                src = src.input_value(0).get_node()
-            if src.get_type_name() == "FakeQuantize":
-                quantized_inputs.add(op.get_friendly_name())
+    quantized_inputs = {op.get_friendly_name() for op in model.get_ordered_ops()
+                        if any(_fed_by_fake_quantize(op, i, through=("Convert", "Reshape", "Transpose"))
+                               for i in range(op.get_input_size()))}
     names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     assert any(n.startswith("layers.0.blocks.0.modulation.f/") for n in quantized_inputs)
     assert not [n for n in quantized_inputs if "focal_layers" in n or n.startswith("head.fc/")]
@@ -61,10 +56,10 @@ def test_ir_computes_each_part_of_f_with_its_own_int8_conv(ctx):
     assert all(_fed_by_fake_quantize(op) for op in parts)  # the INT8 IR's
 
 
-def _fed_by_fake_quantize(op) -> bool:
-    """Whether the op's data input comes from a FakeQuantize (through any Convert/Reshape)."""
-    node = op.input_value(0).get_node()
-    while node.get_type_name() in ("Convert", "Reshape"):
+def _fed_by_fake_quantize(op, index: int = 0, through=("Convert", "Reshape")) -> bool:
+    """Whether the op's input `index` comes from a FakeQuantize, through any ops of the types `through`."""
+    node = op.input_value(index).get_node()
+    while node.get_type_name() in through:
         node = node.input_value(0).get_node()
     return node.get_type_name() == "FakeQuantize"
 
