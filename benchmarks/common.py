@@ -10,7 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgefocal.manifest import machine, package_versions
+from edgefocal.machine import machine
+from edgefocal.manifest import package_versions
 
 
 def header(title: str) -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import header, write  # noqa: E402
 
-from edgefocal.targets.torch_ref import TorchRunner  # noqa: E402
+from edgefocal.backends.torch import TorchRunner  # noqa: E402
 
 GPU_TEST_FILES = ["tests/targets/test_torch_ref.py", "tests/targets/test_tensorrt_runner.py",
                   "tests/targets/test_tensorrt.py"]
@@ -81,8 +81,8 @@ def qdq_onnx(onnx_fp32: Path, calibration: np.ndarray, out: Path) -> tuple[Path 
     import onnx
 
     from edgefocal.errors import EdgefocalError
-    from edgefocal.quantize.policy import plan_precision
-    from edgefocal.quantize.tensorrt_qdq import quantize
+    from edgefocal.precision.policy import plan_precision
+    from edgefocal.backends.tensorrt.qdq import quantize
     from edgefocal.recipe import QuantizeSpec
 
     try:
@@ -96,8 +96,8 @@ def qdq_onnx(onnx_fp32: Path, calibration: np.ndarray, out: Path) -> tuple[Path 
 
 def runners_for(model, onnx_fp32: Path, qdq: Path | None, threads: int) -> dict:
     """The runtimes compared, reference first; GPU ones only where CUDA exists."""
-    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
-    from edgefocal.targets.tensorrt.runner import QDQProxyRunner
+    from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.backends.tensorrt.runner import QDQProxyRunner
 
     out = {}
     if torch.cuda.is_available():

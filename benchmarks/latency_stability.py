@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal.gate import speedup_gate
-from edgefocal.manifest import machine, package_versions
+from edgefocal.machine import machine
+from edgefocal.manifest import package_versions
 from edgefocal.recipe import Gates
 from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.cpuload import ForeignLoad
@@ -38,8 +39,8 @@ def runners(tmp: Path) -> dict:
 
     from edgefocal.export import onnx_from_torch
     from edgefocal.models import load_model
-    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
-    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.backends.torch import TorchRunner
 
     torch.set_num_threads(2)
     loaded = load_model()

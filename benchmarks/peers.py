@@ -86,7 +86,7 @@ def _modelopt(onnx_path: Path, calibration: np.ndarray, workdir: Path, log) -> P
     except ImportError as e:
         log(f"ModelOpt not importable here ({e}); its row is left out")
         return None
-    from edgefocal.quantize.modelopt_qdq import calibration_steps, onnxruntime_unpatched
+    from edgefocal.backends.tensorrt.modelopt_qdq import calibration_steps, onnxruntime_unpatched
 
     out = workdir / "modelopt.onnx"
     with onnxruntime_unpatched():  # ModelOpt patches ONNX Runtime's quantizer, which the next case's build uses
@@ -97,8 +97,8 @@ def _modelopt(onnx_path: Path, calibration: np.ndarray, workdir: Path, log) -> P
 
 
 def runner_for(runtime: str, path: Path, threads: int):
-    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
-    from edgefocal.targets.openvino import OpenVINORunner
+    from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.backends.openvino import OpenVINORunner
 
     return OpenVINORunner(path, threads) if runtime == "openvino" else OnnxRuntimeRunner(path, threads)
 
@@ -106,10 +106,10 @@ def runner_for(runtime: str, path: Path, threads: int):
 def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
     """One model: edgefocal's build, the peers from the same export, every runner evaluated and timed."""
     from edgefocal.pipeline import build
-    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.backends.torch import TorchRunner
     from edgefocal.verify.bench import benchmark
     from edgefocal.verify.evaluate import predict
-    from edgefocal.verify.metrics import compare
+    from edgefocal.metrics import compare
 
     started = time.time()
     overrides = {"targets": ["openvino", "onnxruntime", "tensorrt"], "calibration.size": CALIBRATION,

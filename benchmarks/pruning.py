@@ -43,9 +43,9 @@ def ov_int8(model, input_size, calibration, workdir: Path, tag: str):
     precision plan."""
     import onnx
 
-    from edgefocal.quantize import openvino as ov_quantize
-    from edgefocal.quantize import plan_precision
-    from edgefocal.targets.openvino import ov_model_from_onnx
+    from edgefocal.precision import openvino as ov_quantize
+    from edgefocal.precision import plan_precision
+    from edgefocal.backends.openvino import ov_model_from_onnx
 
     onnx_path = onnx_from_torch(model, input_size, workdir / f"{tag}.onnx")
     plan = plan_precision(onnx.load(str(onnx_path)))

@@ -1,5 +1,5 @@
 """TensorRT Q/DQ producers side by side on the embedded default: edgefocal's (NNCF plus fusion pairs,
-quantize/tensorrt_qdq.py) and NVIDIA ModelOpt's ONNX PTQ (quantize/modelopt_qdq.py) under the same precision
+quantize/backends/tensorrt/qdq.py) and NVIDIA ModelOpt's ONNX PTQ (quantize/modelopt_qdq.py) under the same precision
 plan and calibration set, and ModelOpt with its own placement for comparison. Agreement with FP32 and
 top-1 through ONNX Runtime on the full Fashion-MNIST test split; Q/DQ counts, quantized parts per FocalNet
 role, TensorRT conformance and seconds to quantize.
@@ -30,7 +30,7 @@ def _data(data_config):
 
 def _producers(fp32: Path, plan, calibration):
     """(name, Q/DQ model, seconds) of each producer."""
-    from edgefocal.quantize import modelopt_qdq, tensorrt_qdq
+    from edgefocal.precision import modelopt_qdq, tensorrt_qdq
 
     quiet = lambda s: None  # noqa: E731
     out = []
@@ -55,10 +55,10 @@ def main() -> int:
 
     from edgefocal.export import onnx_from_torch
     from edgefocal.models import load_model
-    from edgefocal.quantize.conformance import check_tensorrt_qdq
-    from edgefocal.quantize.modelopt_qdq import modelopt_version, qdq_counts
-    from edgefocal.quantize.policy import plan_precision
-    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.backends.tensorrt.conformance import check_tensorrt_qdq
+    from edgefocal.backends.tensorrt.modelopt_qdq import modelopt_version, qdq_counts
+    from edgefocal.precision.policy import plan_precision
+    from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
     from edgefocal.verify.evaluate import predict
 
     loaded = load_model()

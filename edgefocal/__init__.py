@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from edgefocal._version import __version__
 __all__ = ["BuildResult", "__version__", "build"]
 
 if TYPE_CHECKING:

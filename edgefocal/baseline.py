@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgefocal.errors import BadInput
 from edgefocal.gate import INCONCLUSIVE, PASSED, GateResult, inconclusive, interval_verdict
+from edgefocal.machine import machine_class
 from edgefocal.recipe import Gates
 
 
@@ -33,16 +34,6 @@ def load_report(path: Path) -> dict:
     if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
         raise BadInput(f"{file} is not an edgefocal report (no rows)", hint="use the report.json a build wrote")
     return report
-
-
-def machine_class(machine: dict) -> str:
-    """What makes latency ratios comparable between two runs: OS, architecture, CPU model and count, GPU,
-    and the Jetson L4T release. Kernel patch levels and hostnames do not enter."""
-    parts = [machine.get("system"), machine.get("machine"), machine.get("cpu"),
-             f"{machine.get('cpu_count')} cpus", machine.get("gpu") or "no gpu"]
-    if machine.get("l4t"):
-        parts.append(machine["l4t"])
-    return " | ".join(str(p) for p in parts)
 
 
 def _identity(report: dict) -> dict[tuple[str, str], object]:

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from edgefocal.errors import BadInput
+from edgefocal.preprocessing import make_transform
 from edgefocal.progress import Progress
 
 FASHION_MNIST_DIR = Path(os.environ.get("EDGEFOCAL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -205,29 +206,6 @@ def fingerprint(dataset: Dataset, indices: np.ndarray) -> str:
     for i in indices:
         h.update(hashlib.sha256(dataset.key(int(i))).digest())
     return h.hexdigest()
-
-
-class ImageTransform:
-    """timm's eval transform for a data config, after converting the image to the model's channels (L or
-    RGB); `transform` is timm's torchvision Compose, which the manifest describes step by step."""
-
-    def __init__(self, data_config: dict):
-        from timm.data import create_transform
-
-        from edgefocal.preprocessing import KEYS
-
-        self.config = data_config
-        self.transform = create_transform(**{k: data_config[k] for k in KEYS if k in data_config}, is_training=False)
-
-    def __call__(self, img):
-        from edgefocal.preprocessing import channel_mode
-
-        return self.transform(img.convert(channel_mode(self.config)))  # refuses models of other channel counts
-
-
-def make_transform(data_config: dict) -> ImageTransform:
-    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
-    return ImageTransform(data_config)
 
 
 def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:

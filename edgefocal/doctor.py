@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 from edgefocal.data import FASHION_MNIST_DIR
-from edgefocal.targets import TARGETS, get_target
+from edgefocal.backends import extra, get_backend, names
 
 
 def diagnose() -> list[dict]:
     rows = []
-    for name in TARGETS:
+    for name in names():
         try:
-            a = get_target(name).availability()
+            a = get_backend(name).availability()
             rows.append({"target": name, "build": a.can_build, "run": a.can_run, "detail": a.detail, "fix": a.fix})
         except ImportError as e:  # the target module itself failed to import: our bug or a broken install
             rows.append({"target": name, "build": False, "run": False, "detail": f"import failed: {e}",
-                         "fix": f"pip install 'edgefocal[{TARGETS[name].extra}]'"})
+                         "fix": f"pip install 'edgefocal[{extra(name)}]'"})
     return rows
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-import os
-import platform
 from pathlib import Path
+
+from edgefocal.machine import machine
 
 PACKAGES = ("edgefocal", "torch", "torchvision", "timm", "numpy", "onnx", "onnxruntime", "openvino", "nncf",
             "coremltools", "tensorrt")
@@ -23,43 +23,19 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    import torch
-
-    info = {
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    l4t = Path("/etc/nv_tegra_release")
-    if l4t.exists():
-        info["l4t"] = l4t.read_text().splitlines()[0].strip()
-    return info
-
-
 def artifacts(rows: list[dict], workdir: Path, onnx_fp32: Path) -> list[dict]:
     """Every file the build wrote for a row, and the exported ONNX, with sha256 and size."""
+    from edgefocal.backends import files_of
     from edgefocal.outputs import artifact_sha256, artifact_size
 
-    out = [{"path": r["path"], "target": r["target"], "precision": r["precision"], "label": r["label"],
-            "sha256": artifact_sha256(workdir / r["path"]), "size_bytes": artifact_size(workdir / r["path"])}
-           for r in rows if "path" in r and (workdir / r["path"]).exists()]
+    out = []
+    for r in rows:
+        if "path" in r and (path := workdir / r["path"]).exists():
+            files = files_of(r["target"], path)
+            out.append({"path": r["path"], "target": r["target"], "precision": r["precision"], "label": r["label"],
+                        "sha256": artifact_sha256(path, files), "size_bytes": artifact_size(files)})
     out.append({"path": onnx_fp32.name, "target": "onnx", "precision": "fp32", "label": "exported ONNX",
-                "sha256": artifact_sha256(onnx_fp32), "size_bytes": artifact_size(onnx_fp32)})
+                "sha256": artifact_sha256(onnx_fp32, [onnx_fp32]), "size_bytes": artifact_size([onnx_fp32])})
     return out
 
 
@@ -81,7 +57,7 @@ def assemble(*, loaded, recipe, report: dict, workdir: Path, onnx_fp32: Path) ->
 def write(man: dict, out: Path) -> None:
     import json
 
-    from edgefocal.report import jsonable
+    from edgefocal.core import jsonable
 
     (out / "manifest.json").write_text(json.dumps(jsonable(man), indent=2) + "\n")
 

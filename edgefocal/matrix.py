@@ -66,7 +66,7 @@ def recipe_files(paths: list[Path]) -> list[Path]:
 def entry_key(recipe: Recipe) -> str:
     """What decides whether a finished entry can be reused: the validated recipe (output and baseline
     excluded: the matrix sets them) and the edgefocal version."""
-    from edgefocal import __version__
+    from edgefocal._version import __version__
 
     data = recipe.model_dump(mode="json", exclude={"output": True, "gates": {"baseline"}})
     blob = json.dumps({"recipe": data, "edgefocal": __version__}, sort_keys=True)

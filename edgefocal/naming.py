@@ -5,12 +5,13 @@ its `pkg.torch.onnx.name_scopes` metadata. `name_onnx_nodes` renames every node 
 (`layers.2.blocks.1.mlp.fc1/Conv`), so the names survive into the OpenVINO IR (its op names are the ONNX
 node names), NNCF's ignored scopes, Q/DQ graphs, reports and errors. `role_of` gives the FocalNet role of a
 node (timm/models/focalnet.py: stem, downsample, f, focal levels, gate products, global context, h, proj,
-MLP, LayerNorm, head), which is what the precision policy (quantize/policy.py) decides on.
+MLP, LayerNorm, head), which is what the precision policy (precision/policy.py) decides on.
 """
 from __future__ import annotations
 
 import ast
 import re
+from collections import defaultdict
 from typing import Iterable
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -141,7 +142,29 @@ def focalnet_label(module: str | None, role: str | None = None) -> str:
     return f"{where} {rest.replace('.', ' ')}".strip()
 
 
-def modules_matching(patterns: Iterable[str], modules: Iterable[str]) -> list[str]:
-    """Modules whose path matches any regex (re.search), in their original order."""
-    compiled = [re.compile(p) for p in patterns]
-    return [m for m in modules if any(c.search(m) for c in compiled)]
+# ---------------------------------------------------------------- runtime profiles back to modules
+
+OTHER = "other"
+
+
+def module_of_op(name: str) -> str:
+    """'layers.0.blocks.0.mlp.fc1/Conv/WithoutBiases' → 'layers.0.blocks.0.mlp.fc1'; runtime-made ops → other."""
+    head = name.split("/", 1)[0]
+    return head if "/" in name and re.match(r"^(stem|layers|head|norm|model)\b", head) else OTHER
+
+
+def by_module(op_times: dict[str, float]) -> dict[str, float]:
+    """ms per torch module path (and "other" for the runtime's own ops)."""
+    out: dict[str, float] = defaultdict(float)
+    for op, ms in op_times.items():
+        out[module_of_op(op)] += ms
+    return dict(out)
+
+
+def by_stage(module_times: dict[str, float]) -> dict[str, float]:
+    """ms per FocalNet stage ('0'..'3'; the stem, head and runtime ops under "other")."""
+    out: dict[str, float] = defaultdict(float)
+    for module, ms in module_times.items():
+        m = re.match(r"layers\.(\d+)\.", module + ".")
+        out[m.group(1) if m else OTHER] += ms
+    return dict(out)

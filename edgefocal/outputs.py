@@ -168,24 +168,13 @@ class StagedOutput:
             self.close()
 
 
-def artifact_files(path: Path) -> list[Path]:
-    """The files that make up an artifact: an OpenVINO .xml has its .bin; an .mlpackage is a directory."""
-    path = Path(path)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
-    files = [path]
-    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        files.append(path.with_suffix(".bin"))
-    return files
+def artifact_size(files: list[Path]) -> int:
+    """Bytes on disk of an artifact's files (its backend's `files`: an IR's .xml and .bin, a package's tree)."""
+    return sum(p.stat().st_size for p in files)
 
 
-def artifact_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in artifact_files(path))
-
-
-def artifact_sha256(path: Path) -> str:
-    """sha256 of a file, or of its files' relative names and contents for a multi-file artifact."""
-    files = artifact_files(path)
+def artifact_sha256(path: Path, files: list[Path]) -> str:
+    """sha256 of one file, or of the files' names relative to `path` (or its folder) and their contents."""
     h = hashlib.sha256()
     root = Path(path) if Path(path).is_dir() else Path(path).parent
     for f in files:

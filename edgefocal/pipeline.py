@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefocal import manifest, models, report as reporting
+import edgefocal.manifest as manifest
+import edgefocal.models as models
+import edgefocal.report as reporting
 from edgefocal.baseline import check_same_inputs, compare_reports, load_report
 from edgefocal.data import BuildData, held_out, load_data
 from edgefocal.errors import GateFailed, Interrupted
@@ -19,10 +21,10 @@ from edgefocal.gate import GateResult, check_gates
 from edgefocal.outputs import StagedOutput
 from edgefocal.progress import Progress
 from edgefocal.prune import prune
-from edgefocal.quantize import PrecisionPlan, plan_precision, quantize
+from edgefocal.backends import Backend, get_backend, resolve
+from edgefocal.core import Artifact, BuildContext
+from edgefocal.precision import PrecisionPlan, plan_precision
 from edgefocal.recipe import Recipe
-from edgefocal.targets import auto_target, get_target
-from edgefocal.targets.base import Artifact, BuildContext, Target
 from edgefocal.verify.compare import artifact_subject, torch_subjects, verify
 from edgefocal.verify.stability import StabilityPolicy
 
@@ -98,35 +100,30 @@ def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult
     return gates
 
 
-def prepare(recipe: Recipe) -> list[Target]:
+def prepare(recipe: Recipe) -> list[Backend]:
     """The recipe's targets, checked before any heavy work: unknown names, precisions, missing backends."""
     from edgefocal.errors import BadInput
 
-    names = list(dict.fromkeys(auto_target() if t == "auto" else t for t in recipe.targets))
-    targets = [get_target(n) for n in names]
+    targets = [get_backend(n) for n in resolve(recipe.targets)]
     for target in targets:
         target.check_precision(recipe.precision)
         avail = target.availability()
         if not avail.can_build:
             raise BadInput(f"target {target.name} cannot be built on this machine: {avail.detail}", hint=avail.fix)
-    if "tensorrt" in names and recipe.precision == "int8" and recipe.tensorrt.qdq_producer == "modelopt":
-        from edgefocal.quantize.modelopt_qdq import require_modelopt
-
-        require_modelopt()  # before minutes of loading and exporting
-    _quiet_nncf_info()
+        target.check_recipe(recipe)
     return targets
 
 
-def prune_spec(recipe: Recipe, loaded, data: BuildData, targets: list[Target], threads: int, log):
+def prune_spec(recipe: Recipe, loaded, data: BuildData, targets: list[Backend], threads: int, log):
     """The recipe's pruning, with stage weights measured on the first target when it asks for a latency
     allocation (a given accuracy cost then buys the most speed on that runtime)."""
-    from edgefocal.verify.profile import stage_latency_weights
+    from edgefocal.prune.latency import stage_latency_weights
 
     spec = recipe.prune
     if spec.method != "channels" or spec.allocation != "latency" or spec.stage_weights or spec.stage_ratios:
         return spec
     weights = stage_latency_weights(loaded.model, loaded.data_config["input_size"], data.calibration.images,
-                                    targets[0].name, threads, log)
+                                    targets[0], threads, log)
     return spec.model_copy(update={"stage_weights": weights}) if weights else spec
 
 
@@ -141,41 +138,33 @@ def set_threads(threads: int | None) -> int:
 def context(recipe: Recipe, loaded, data: BuildData, exported: Exported, prune_stats: dict | None, workdir: Path,
             threads: int, progress: Progress) -> BuildContext:
     """What the quantize and package stages of every target share."""
-    validation = None
-    if recipe.precision == "int8" and recipe.quantize.max_agreement_drop is not None:
-        from edgefocal.targets.torch_ref import TorchRunner
-        from edgefocal.verify.evaluate import predict
-
-        held = held_out(data, recipe.quantize.validation_size, recipe.calibration.seed + 1, loaded.data_config)
-        validation = (held.images, predict(TorchRunner(exported.model, device="cpu", threads=threads), held.images))
     return BuildContext(recipe=recipe, model=exported.model, data_config=loaded.data_config,
                         class_names=loaded.class_names, calibration=data.calibration.images,
                         onnx_fp32=exported.onnx, workdir=workdir, num_threads=threads, log=progress.log,
-                        validation=validation, sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
+                        sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
 
 
 def target_agreement(recipe: Recipe, selection: int, evaluation: int) -> float | None:
     """quantize.target_agreement; "auto": the selection agreement at which the eval agreement meets the
-    min_agreement gate (0.995 where none is set) about 19 times in 20 (quantize/mixed.py auto_target)."""
-    from edgefocal.quantize.mixed import auto_target
+    min_agreement gate (0.995 where none is set) about 19 times in 20 (precision/search.py auto_target_agreement)."""
+    from edgefocal.precision.search import auto_target_agreement
 
     t = recipe.quantize.target_agreement
     if t != "auto":
         return t
-    return auto_target(recipe.gates.min_agreement or 0.995, selection, evaluation)
+    return auto_target_agreement(recipe.gates.min_agreement or 0.995, selection, evaluation)
 
 
-def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, plan: PrecisionPlan,
+def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, plan: PrecisionPlan,
                      data: BuildData, onnx_model) -> PrecisionPlan:
-    """Mixed precision (quantize/mixed.py) on the requested targets this machine can run: the plan with the
+    """Mixed precision (precision/search.py) on the requested targets this machine can run: the plan with the
     parts float that held-out agreement needs, within the latency budget."""
-    from edgefocal.quantize import probe
-    from edgefocal.quantize.mixed import choose
+    from edgefocal.precision.search import choose
 
     spec = recipe.quantize
-    if recipe.precision != "int8" or spec.target_agreement is None or spec.max_agreement_drop is not None:
+    if recipe.precision != "int8" or spec.target_agreement is None:
         return plan
-    probes = [p for t in targets if (p := probe(t.name, t.quantizer_input(ctx), plan, ctx)) is not None]
+    probes = [p for t in targets if (p := t.probe(ctx, plan)) is not None]
     if not probes:
         ctx.log("mixed precision: no requested target runs here; the preset plan stands")
         return plan
@@ -199,9 +188,9 @@ def search_precision(recipe: Recipe, targets: list[Target], ctx: BuildContext, p
 def _selection_and_validation(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData,
                               macs_per_image: int, probes: int):
     """(images, FP32 logits) to choose on and to validate on, held out from calibration and eval; the
-    selection as large as the scan's budget allows (quantize/mixed.py selection_count)."""
-    from edgefocal.quantize.mixed import selection_count
-    from edgefocal.targets.torch_ref import TorchRunner
+    selection as large as the scan's budget allows (precision/search.py selection_count)."""
+    from edgefocal.precision.search import selection_count
+    from edgefocal.backends.torch import TorchRunner
     from edgefocal.verify.evaluate import predict
 
     spec = recipe.quantize
@@ -216,13 +205,13 @@ def _selection_and_validation(recipe: Recipe, ctx: BuildContext, plan: Precision
     return (chosen_on, predict(runner, chosen_on)), (validated_on, predict(runner, validated_on))
 
 
-def package(target: Target, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:
+def package(target: Backend, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:
     """Quantize (for int8) and package one target: the precision is the plan's, the files the target's."""
     precision = ctx.recipe.precision
     quantized = None
     if precision == "int8":
         ctx.log(f"quantizing for {target.name} (policy '{plan.preset}')")
-        quantized = quantize(target.name, target.quantizer_input(ctx), plan, ctx)
+        quantized = target.quantize(ctx, plan, ctx.calibration)
     ctx.log(f"packaging {target.name} {precision}")
     return target.package(ctx, precision, quantized)
 
@@ -252,7 +241,7 @@ def _onnx(exported: Exported):
 def _torch_runners(model, pruned, threads: int):
     """The FP32 reference (on the GPU where CUDA exists), the pruned FP32 model, and with a GPU reference a
     CPU FP32 baseline, so CPU targets' speedups are not CPU-versus-GPU ratios (verify/compare.py)."""
-    from edgefocal.targets.torch_ref import TorchRunner, reference_device
+    from edgefocal.backends.torch import TorchRunner, reference_device
 
     pruned_runner = TorchRunner(pruned.model, threads=threads) if pruned.stats else None
     cpu_baseline = TorchRunner(model, device="cpu", threads=threads) if reference_device() == "cuda" else None
@@ -263,14 +252,3 @@ def _reference_text(reference, cpu_baseline) -> str:
     if cpu_baseline is None:
         return reference.device
     return f"{reference.device}; CPU targets' speedups against the CPU baseline, {cpu_baseline.device}"
-
-
-def _quiet_nncf_info() -> None:
-    import logging
-
-    try:
-        import nncf
-
-        nncf.set_log_level(logging.WARNING)  # NNCF logs every skipped quantizer at INFO
-    except ImportError:
-        pass

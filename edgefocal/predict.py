@@ -12,7 +12,7 @@ import numpy as np
 
 from edgefocal.data import IMAGE_SUFFIXES
 from edgefocal.errors import BadInput
-from edgefocal.targets.base import Runner
+from edgefocal.core import Runner
 
 
 @dataclass
@@ -50,8 +50,8 @@ def find_artifact(artifact: Path) -> BuiltArtifact:
             manifest, _ = read_build(output)  # a damaged manifest.json is a one-line error, not a traceback
             relative = str(artifact.resolve().relative_to(output))
             entry = next((a for a in manifest.get("artifacts", []) if a["path"] == relative), None)
-            if entry is None and artifact.suffix == ".engine":
-                entry = engine_entry(manifest, artifact, relative)
+            if entry is None:
+                entry = unlisted_entry(manifest, artifact, relative)
             if entry is None:
                 raise BadInput(f"{artifact} is not an artifact of the build in {output} (manifest.json does not list it)",
                                hint=f"pass one of: {', '.join(a['path'] for a in manifest.get('artifacts', []))}")
@@ -62,53 +62,31 @@ def find_artifact(artifact: Path) -> BuiltArtifact:
     raise BadInput(f"no manifest.json above {artifact}", hint="pass an artifact inside an edgefocal build output")
 
 
-def engine_entry(manifest: dict, engine: Path, relative: str) -> dict | None:
-    """A TensorRT engine built on the device after the build (`edgefocal engine`, the command the report
-    prints) is not in the manifest; it is the build's when its sidecar says it was built from one of the
-    build's ONNX artifacts, byte for byte."""
-    from edgefocal.targets.tensorrt.sidecar import read_sidecar
+def unlisted_entry(manifest: dict, artifact: Path, relative: str) -> dict | None:
+    """An artifact the manifest does not list that a backend still recognises as the build's (a TensorRT
+    engine built later on the device, from one of the build's ONNX files)."""
+    from edgefocal.backends import get_backend
 
-    sidecar = read_sidecar(engine)
-    source = next((a for a in manifest.get("artifacts", []) if a["path"].endswith(".onnx")
-                   and a.get("sha256") == sidecar.get("onnx_sha256")), None)
-    if source is None:
-        return None
-    spec = sidecar.get("build", {}).get("spec", {})
-    return {"path": relative, "target": "tensorrt", "precision": spec.get("precision", source["precision"]),
-            "sha256": None, "built_from": source["path"], "max_batch": spec.get("max_batch", 1)}
+    targets = dict.fromkeys(a["target"] for a in manifest.get("artifacts", []))
+    return next((e for t in targets if (e := get_backend(t).unlisted_entry(manifest, artifact, relative))), None)
 
 
 def check_unchanged(built: BuiltArtifact) -> None:
+    from edgefocal.backends import backend_of
     from edgefocal.outputs import artifact_sha256
 
     if built.entry["sha256"] is None:  # an engine built later: its sidecar tied it to the build's ONNX
         return
-    if artifact_sha256(built.path) != built.entry["sha256"]:
+    if artifact_sha256(built.path, backend_of(built.entry).files(built.path)) != built.entry["sha256"]:
         raise BadInput(f"{built.path} is not the artifact the build verified: its sha256 differs from manifest.json's",
                        hint="rebuild, or restore the file the build wrote")
 
 
 def runner_for(built: BuiltArtifact, threads: int | None = None) -> Runner:
-    """The runner the build verified this kind of artifact with."""
-    path, precision = built.path, built.entry["precision"]
-    if path.suffix == ".xml":
-        from edgefocal.targets.openvino import OpenVINORunner
+    """The runner the build verified this artifact with: its backend's, named in the manifest."""
+    from edgefocal.backends import backend_of
 
-        return OpenVINORunner(path, threads, "f32" if precision == "fp32" else None)
-    if path.suffix == ".onnx":
-        from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, threads)
-    if path.suffix == ".engine":
-        from edgefocal.targets.tensorrt import TensorRTRunner
-
-        return TensorRTRunner(path)
-    if path.suffix == ".mlpackage":
-        from edgefocal.targets.coreml import CoreMLExecutorRunner, CoreMLRunner, on_macos
-
-        return CoreMLRunner(path) if on_macos() else CoreMLExecutorRunner(path)
-    raise BadInput(f"{path} is not an artifact edgefocal can run (.xml, .onnx, .engine or .mlpackage)",
-                   hint="pass an OpenVINO IR, an ONNX, a TensorRT engine or a Core ML package from a build")
+    return backend_of(built.entry).runner(built.path, built.entry["precision"], threads)
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -131,7 +109,7 @@ def load_images(files: list[Path], data_config: dict) -> np.ndarray:
     """float32 NCHW, each image through the data config's transform (the build's own preprocessing code)."""
     from PIL import Image, UnidentifiedImageError
 
-    from edgefocal.data import make_transform
+    from edgefocal.preprocessing import make_transform
 
     transform = make_transform(data_config)
     out = np.empty((len(files), *data_config["input_size"]), np.float32)

@@ -108,8 +108,6 @@ def channel_mode(config: Mapping[str, Any]) -> str:
 def describe(config: Mapping[str, Any]) -> dict:
     """The manifest's `preprocessing`: every number an application needs to turn an image file into the
     artifact's input, and the exact torchvision steps edgefocal ran (timm's eval transform)."""
-    from edgefocal.data import make_transform
-
     c, h, w = (int(v) for v in config["input_size"])
     steps = [repr(t) for t in make_transform(config).transform.transforms]
     scale = (math.floor(h / config["crop_pct"]), math.floor(w / config["crop_pct"]))
@@ -128,3 +126,22 @@ def describe(config: Mapping[str, Any]) -> dict:
         "formula": "x[c] = (pixel[c] / 255 - mean[c]) / std[c], after resize and crop",
         "steps": [f"convert to PIL mode {channel_mode(config)}" if c in (1, 3) else "(arrays only)", *steps],
     }
+
+
+class ImageTransform:
+    """timm's eval transform for a data config, after converting the image to the model's channels (L or
+    RGB); `transform` is timm's torchvision Compose, which the manifest describes step by step."""
+
+    def __init__(self, data_config: dict):
+        from timm.data import create_transform
+
+        self.config = data_config
+        self.transform = create_transform(**{k: data_config[k] for k in KEYS if k in data_config}, is_training=False)
+
+    def __call__(self, img):
+        return self.transform(img.convert(channel_mode(self.config)))  # refuses models of other channel counts
+
+
+def make_transform(data_config: dict) -> ImageTransform:
+    """timm's eval transform for this model's data config, plus the channel conversion it expects."""
+    return ImageTransform(data_config)

@@ -158,9 +158,8 @@ class CalibrationSpec(DataSpec):
 
 
 class QuantizeSpec(Strict):
-    """INT8 post-training quantization for every target, under one precision policy (quantize/policy.py).
-    `max_agreement_drop` turns on NNCF's accuracy control (OpenVINO, ONNX Runtime), which reverts the most
-    sensitive layers to float until agreement with FP32 on held-out images is within the bound."""
+    """INT8 post-training quantization for every target, under one precision plan (precision/policy.py), with
+    the mixed-precision search (precision/search.py) as the one mechanism that keeps parts float for accuracy."""
 
     preset: Literal["focalnet", "focalnet-fused", "all", "gemm-only"] = "focalnet"  # which roles run INT8 (policy.py)
     float_modules: list[str] = []  # regexes over torch module paths kept float, e.g. "layers\\.3\\..*fc2$"
@@ -168,9 +167,9 @@ class QuantizeSpec(Strict):
     # mean of per-image quantiles, clips the rare large post-LayerNorm values that decide near-ties)
     range_estimator: Literal["min_max", "nncf_default"] = "min_max"
     fast_bias_correction: bool = True
-    # mixed precision (quantize/mixed.py): keep the parts whose INT8 costs most agreement per cost float until
+    # mixed precision (precision/search.py): keep the parts whose INT8 costs most agreement per cost float until
     # held-out agreement with FP32 reaches this; "auto": gates.min_agreement (0.995 if unset) plus the
-    # margin at which the eval agreement meets it 19 times in 20 (quantize/mixed.py auto_target); null: no search
+    # margin at which the eval agreement meets it 19 times in 20 (precision/search.py auto_target_agreement); null: no search
     target_agreement: float | Literal["auto"] | None = "auto"
     max_latency_cost: float = Field(default=0.10, ge=0, le=1)  # the float parts' cost, as a fraction of:
     # "macs": the INT8 parts' MACs (reproducible); "measured": the INT8 latency, profiled (moves with load)
@@ -178,7 +177,6 @@ class QuantizeSpec(Strict):
     selection_size: int = Field(default=4000, ge=10)  # held-out images the search chooses on
     validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
     search_seconds: float = Field(default=180, gt=0)  # the scan measures on fewer images to fit (at a nominal MAC rate)
-    max_agreement_drop: float | None = Field(default=None, gt=0, lt=1)  # NNCF's accuracy control instead
 
     @field_validator("float_modules")
     @classmethod
@@ -202,7 +200,7 @@ class PruneSpec(Strict):
     stage_ratios: list[float] | None = None  # channels: fraction of each stage's MACs, instead of ratio
     stage_weights: list[float] | None = None  # channels: relative channel fraction per stage under `ratio`
     # channels, without stage_weights/stage_ratios: "latency" weights each stage by the INT8 target's measured
-    # time per MAC there (verify/profile.py); "macs" cuts the same channel fraction everywhere
+    # time per MAC there (naming.by_module and the backends' op_times); "macs" cuts the same channel fraction everywhere
     allocation: Literal["latency", "macs"] = "latency"
     # (early, high-resolution stages carry most LayerNorm/GELU/depthwise time: weighting them up buys latency)
     exclude: list[str] = []  # regexes over module names left untouched (e.g. "layers\\.3\\.", "mlp$")
@@ -250,8 +248,8 @@ class TensorRTSpec(Strict):
     dla_core: int | None = Field(default=None, ge=0)
     sparse_weights: bool | None = None  # None: on when the model was 2:4-pruned
     trtexec: Path | None = None
-    # who writes the INT8 Q/DQ ONNX: edgefocal (NNCF plus fusion pairs, quantize/tensorrt_qdq.py) or NVIDIA
-    # ModelOpt's ONNX PTQ (quantize/modelopt_qdq.py, pip install 'edgefocal[modelopt]'); same plan, same checks
+    # who writes the INT8 Q/DQ ONNX: edgefocal (NNCF plus fusion pairs, backends/tensorrt/qdq.py) or NVIDIA
+    # ModelOpt's ONNX PTQ (backends/tensorrt/modelopt_qdq.py, pip install 'edgefocal[modelopt]'); same plan, same checks
     qdq_producer: Literal["edgefocal", "modelopt"] = "edgefocal"
     # `edgefocal engine --compare`: Polygraphy's CompareFunc.simple bounds, per logit (absolute or relative).
     # Measured: edgefocal's Q/DQ ONNX (ONNX Runtime) vs torch FP32 on the embedded default, 512 Fashion-MNIST

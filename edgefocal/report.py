@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+from edgefocal.core import jsonable
 from edgefocal.gate import GateResult
 from edgefocal.summary import speedup_text, stability_text
 
@@ -27,8 +28,7 @@ def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, 
     """The report of one build (report.json): what was built from what, where, and every row's figures."""
     import torch
 
-    from edgefocal.baseline import machine_class
-    from edgefocal.manifest import machine
+    from edgefocal.machine import machine, machine_class
 
     here = machine()
     return {
@@ -158,16 +158,3 @@ def write(report: dict, gates: list[GateResult], out: Path) -> None:
     data = dict(report, gates=[g.__dict__ for g in gates])
     (out / "report.json").write_text(json.dumps(jsonable(data), indent=2) + "\n")
     (out / "report.md").write_text(to_markdown(report, gates))
-
-
-def jsonable(obj):
-    """Plain JSON types: str keys, lists, str paths, Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    return obj

@@ -1,5 +1,5 @@
 """Sensitivity as a command of its own: the build's first stages (load, data, export, plan), then the
-mixed-precision probes (quantize/mixed.py) measuring every INT8 part, without packaging anything."""
+mixed-precision probes (precision/search.py) measuring every INT8 part, without packaging anything."""
 from __future__ import annotations
 
 import tempfile
@@ -15,11 +15,11 @@ def measure(recipe, log=print) -> dict:
     """{"model", "measured_on", "images", "agreement_int8", "sensitivity": [rows, costliest first], "seconds"}."""
     import onnx
 
+    from edgefocal.backends.torch import TorchRunner
     from edgefocal.pipeline import context, prepare, set_threads
+    from edgefocal.precision import plan_precision
+    from edgefocal.precision.search import latency_costs, sensitivity, worst_agreement_and_kl
     from edgefocal.progress import Progress
-    from edgefocal.quantize import plan_precision, probe
-    from edgefocal.quantize.mixed import latency_costs, worst_agreement_and_kl, sensitivity
-    from edgefocal.targets.torch_ref import TorchRunner
     from edgefocal.verify.evaluate import predict
 
     started = time.time()
@@ -32,7 +32,7 @@ def measure(recipe, log=print) -> dict:
         graph = onnx.load(str(exported.onnx))
         plan = plan_precision(graph, recipe.quantize.preset, recipe.quantize.float_modules)
         ctx = context(recipe, loaded, data, exported, None, Path(tmp), threads, Progress())
-        probes = [p for t in targets if (p := probe(t.name, t.quantizer_input(ctx), plan, ctx)) is not None]
+        probes = [p for t in targets if (p := t.probe(ctx, plan)) is not None]
         held = held_out(data, recipe.quantize.selection_size, recipe.calibration.seed + 1, loaded.data_config)
         ref = predict(TorchRunner(loaded.model, device="cpu", threads=threads), held.images)
         log(f"measuring {len([p for p in plan.parts if p.int8])} INT8 parts on {len(held)} held-out images")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-for helpers in ("tests", "tests/targets"):  # shared test helpers (roundtrip.py), imported by name
+for helpers in ("tests", "tests/backends", "tests/backends/tensorrt"):  # shared test helpers, imported by name
     sys.path.insert(0, str(REPO / helpers))
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from edgefocal.baseline import compare_paths, compare_reports, load_report, machine_class
+from edgefocal.baseline import compare_paths, compare_reports, load_report
+from edgefocal.machine import machine_class
 from edgefocal.errors import BadInput
 from edgefocal.recipe import Gates, load_recipe
 from edgefocal.recipe import REPO_ROOT

@@ -199,7 +199,7 @@ def test_tensorrt_without_tensorrt_builds_the_qdq_onnx_and_prints_the_engine_com
     proxy, engine = [r for r in report["rows"] if r["target"] == "tensorrt"]
     assert proxy["proxy_for"] == "TensorRT engine" and proxy["agreement"] > 0.95
     assert engine["skipped"] and (out / "tensorrt" / "model_int8_qdq.onnx").exists()
-    from edgefocal.quantize.conformance import check_tensorrt_qdq
+    from edgefocal.backends.tensorrt.conformance import check_tensorrt_qdq
 
     assert not [v for v in check_tensorrt_qdq(out / "tensorrt" / "model_int8_qdq.onnx") if v.severity == "error"]
     # on a Jetson CI runner the same build must not pass silently without an engine
@@ -246,7 +246,7 @@ def test_accuracy_control_reverts_layers_until_agreement_holds(tmp_path):
 def test_engine_subcommand_without_tensorrt(tmp_path, tiny_focalnet, monkeypatch, capsys):
     """`edgefocal engine` refuses an FP32 graph for int8 (TensorRT's Q/DQ rules) and says TensorRT is missing."""
     from edgefocal.export import onnx_from_torch
-    from edgefocal.targets.tensorrt import engine as engine_mod
+    from edgefocal.backends.tensorrt import engine as engine_mod
 
     monkeypatch.setattr(engine_mod, "import_tensorrt", lambda: None)
     monkeypatch.setattr(engine_mod, "find_trtexec", lambda explicit=None: None)

@@ -9,7 +9,7 @@ import pytest
 
 from edgefocal._deps import require
 from edgefocal.errors import MissingDependency
-from edgefocal.targets import TARGETS
+from edgefocal.backends import TARGETS
 
 tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
 

@@ -12,9 +12,9 @@ from edgefocal.export import Exported, export
 from edgefocal.pipeline import build, context, package, prepare
 from edgefocal.progress import Progress
 from edgefocal.prune import prune
-from edgefocal.quantize import plan_precision
+from edgefocal.precision import plan_precision
 from edgefocal.recipe import load_recipe
-from edgefocal.targets.torch_ref import TorchRunner
+from edgefocal.backends.torch import TorchRunner
 from edgefocal.verify.compare import REFERENCE, artifact_subject, torch_subjects, verify
 
 SMALL = {"targets": ["openvino"], "calibration.size": 32, "eval.size": 100,

@@ -39,7 +39,7 @@ def build_evaluation(root) -> tuple[np.ndarray, np.ndarray]:
     from edgefocal import models
     from edgefocal.data import load_data
     from edgefocal.recipe import load_recipe
-    from edgefocal.targets.openvino import OpenVINORunner
+    from edgefocal.backends.openvino import OpenVINORunner
     from edgefocal.verify.evaluate import predict
 
     recipe = load_recipe(root / "fast.yaml", {"eval.source": "imagefolder", "eval.path": str(root / "images")})
@@ -108,7 +108,7 @@ def test_an_engine_built_later_from_the_builds_onnx_is_accepted(built, tmp_path)
     it to the build (here a stand-in file: TensorRT is not installed, so it is not run)."""
     from edgefocal.models import sha256_file
     from edgefocal.predict import find_artifact, runner_for
-    from edgefocal.targets.tensorrt import TensorRTRunner
+    from edgefocal.backends.tensorrt import TensorRTRunner
 
     root, _ = built
     out = tmp_path / "out"

@@ -61,7 +61,7 @@ def test_the_described_formula_is_what_the_transform_computes():
     the tensor edgefocal fed the artifacts."""
     from PIL import Image
 
-    from edgefocal.data import make_transform
+    from edgefocal.preprocessing import make_transform
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8))

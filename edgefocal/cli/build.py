@@ -26,8 +26,6 @@ def add_parser(sub) -> None:
     b.add_argument("--data-root", type=Path, help="directory of the Fashion-MNIST idx files")
     b.add_argument("--prune", help="channels:RATIO (fraction of the model's MACs removed), 2:4[:wanda] or none; "
                    "options ,reconstruct=off,recover=N")
-    b.add_argument("--max-agreement-drop", type=float, help="NNCF accuracy control: keep layers in float until "
-                   "agreement with FP32 drops by at most this (e.g. 0.01)")
     b.add_argument("--max-top1-drop", type=float, help="gate: points of top-1 the requested artifacts may lose")
     b.add_argument("--min-agreement", type=float, help="gate: minimum top-1 agreement with the FP32 reference")
     b.add_argument("--min-speedup", type=float, help="gate: minimum speedup vs the reference at the smallest batch")
@@ -83,7 +81,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         o["targets"] = [t.strip() for t in args.target.split(",") if t.strip()]
     simple = {"precision": "precision", "model": "model.name", "checkpoint": "model.checkpoint",
               "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
-              "max_agreement_drop": "quantize.max_agreement_drop", "max_top1_drop": "gates.max_top1_drop",
+              "max_top1_drop": "gates.max_top1_drop",
               "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output",
               "quant_preset": "quantize.preset",
               "coreml_compression": "coreml.compression"}

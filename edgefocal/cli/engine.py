@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgefocal.errors import BadInput, GateFailed
-    from edgefocal.targets.tensorrt import engine_for_onnx
+    from edgefocal.backends.tensorrt import engine_for_onnx
 
     if args.engine is not None and not args.compare:
         raise BadInput("--engine names an engine to compare, but --compare is not set",
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from edgefocal.cli.build import default_recipe
     from edgefocal.recipe import load_recipe
-    from edgefocal.targets.tensorrt.compare import compare_for_recipe
+    from edgefocal.backends.tensorrt.compare import compare_for_recipe
 
     recipe = load_recipe(args.recipe or default_recipe())
     result = compare_for_recipe(engine, args.onnx, recipe, args.images, args.batch[1], args.atol, args.rtol)

@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from edgefocal.targets.base import Runner
+from edgefocal.core import Runner
 from edgefocal.verify.cpuload import ForeignLoad
-from edgefocal.verify.metrics import percentiles
+from edgefocal.metrics import percentiles
 from edgefocal.verify.stability import (MIN_ROUNDS, StabilityPolicy, ratio_stability, reference_stability,
                                         rounds_to_use)
 

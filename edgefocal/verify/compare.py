@@ -1,7 +1,7 @@
 """The verify stage: every artifact's runner and the FP32 torch reference on the same eval images, then
 latency side by side, into one report row each.
 
-The reference is a runner like any other (targets/torch_ref.py), so verification compares runners and
+The reference is a runner like any other (backends/torch), so verification compares runners and
 never special-cases a backend; its logits are what agreement and the top-1 drop are measured against."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
-from edgefocal.targets.base import Artifact, Runner
+from edgefocal.core import Artifact, Runner
 from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.evaluate import predict
-from edgefocal.verify.metrics import compare
+from edgefocal.metrics import compare
 
 REFERENCE = "torch fp32 (reference)"
 PRUNED = "torch fp32 (pruned)"
@@ -44,10 +44,14 @@ def torch_subjects(reference: Runner, pruned: Runner | None, cpu_baseline: Runne
 
 
 def artifact_subject(art: Artifact, workdir: Path) -> Subject:
+    from edgefocal.backends import files_of
+
+    flags = {k: v for k, v in (("variant", art.variant), ("required", art.required), ("no_latency", art.no_latency),
+                               ("proxy_for", art.proxy_for)) if v}
     row = {"label": art.label, "target": art.target, "precision": art.precision,
            "path": str(art.path.relative_to(workdir)),
-           "size_bytes": artifact_size(art.path) if art.path.exists() else None,
-           "requested": art.requested, "skipped": art.skipped, **art.info}
+           "size_bytes": artifact_size(files_of(art.target, art.path)) if art.path.exists() else None,
+           "requested": art.requested, "skipped": art.skipped, **art.info, **flags}
     runner = art.make_runner() if art.make_runner is not None and not art.skipped else None
     return Subject(row, runner)
 

@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgefocal.targets.base import Runner
+from edgefocal.core import Runner
 
 
 def predict(runner: Runner, images: np.ndarray, batch: int = 100,

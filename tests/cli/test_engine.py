@@ -16,7 +16,7 @@ EVAL = "eval: {source: fashion-mnist, split: test, size: 300}\n"
 def default_qdq(default_model, fmnist_calibration, tmp_path_factory):
     """The embedded default's TensorRT Q/DQ ONNX, as `edgefocal build` writes it."""
     from edgefocal.export import onnx_from_torch
-    from edgefocal.quantize.tensorrt_qdq import qdq_onnx_for_tensorrt
+    from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
 
     d = tmp_path_factory.mktemp("engine_compare")
     fp32 = onnx_from_torch(default_model.model, tuple(default_model.data_config["input_size"]), d / "m.onnx")
@@ -58,7 +58,7 @@ def test_compare_refuses_a_recipe_of_another_model(default_qdq, tmp_path, capsys
 
 
 def test_engine_flag_needs_compare_and_compare_needs_an_engine(default_qdq, monkeypatch, capsys):
-    from edgefocal.targets.tensorrt import engine as engine_mod
+    from edgefocal.backends.tensorrt import engine as engine_mod
 
     assert main(["engine", "--onnx", str(default_qdq), "--precision", "int8", "--engine", "x.engine"]) == 2
     assert "--compare is not set" in capsys.readouterr().err

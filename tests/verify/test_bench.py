@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import edgefocal.verify.bench as bench
-from edgefocal.targets.base import Runner
+from edgefocal.core import Runner
 from edgefocal.verify.stability import StabilityPolicy
 
 

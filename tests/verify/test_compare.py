@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgefocal.recipe import BenchSpec
-from edgefocal.targets.base import Runner
-from edgefocal.targets.torch_ref import TorchRunner  # the real one, bound before a test patches the module's
+from edgefocal.core import Runner
+from edgefocal.backends.torch import TorchRunner  # the real one, bound before a test patches the module's
 from edgefocal.verify.compare import CPU_BASELINE, REFERENCE, Subject, latency_groups, torch_subjects, verify
 
 
@@ -91,7 +91,7 @@ def test_build_with_a_gpu_reference_adds_the_cpu_baseline(tmp_path, monkeypatch)
     the CPU targets' speedups are against it; the report says so."""
     from edgefocal.pipeline import build
     from edgefocal.recipe import load_recipe
-    from edgefocal.targets import torch_ref
+    from edgefocal.backends import torch_ref
 
     monkeypatch.setattr(torch_ref, "reference_device", lambda: "cuda")
     monkeypatch.setattr(torch_ref, "TorchRunner", FakeGpuTorchRunner)
@@ -110,7 +110,7 @@ def test_build_with_a_gpu_reference_adds_the_cpu_baseline(tmp_path, monkeypatch)
 
 def test_the_engine_runner_is_timed_against_the_gpu_reference(tmp_path):
     """The real runner classes (not loaded: no TensorRT or CUDA needed to read where they run)."""
-    from edgefocal.targets.tensorrt.runner import QDQProxyRunner, TensorRTRunner
+    from edgefocal.backends.tensorrt.runner import QDQProxyRunner, TensorRTRunner
 
     subjects = torch_subjects(FakeGpuRunner(1.0), None, FixedRunner(1.0)) + [
         _artifact("tensorrt int8 (engine)", TensorRTRunner(tmp_path / "m.engine")),

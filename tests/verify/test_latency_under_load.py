@@ -27,8 +27,8 @@ def runners(default_model, tmp_path_factory):
     import torch
 
     from edgefocal.export import onnx_from_torch
-    from edgefocal.targets.onnxruntime import OnnxRuntimeRunner
-    from edgefocal.targets.torch_ref import TorchRunner
+    from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
+    from edgefocal.backends.torch import TorchRunner
 
     torch.set_num_threads(2)
     onnx = tmp_path_factory.mktemp("onnx") / "model.onnx"

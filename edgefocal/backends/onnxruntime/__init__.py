@@ -1,0 +1,87 @@
+"""ONNX Runtime backend: the FP32 ONNX and the U8S8 Q/DQ INT8 ONNX (backends/onnxruntime/quantize.py), run on ORT's CPU
+provider."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgefocal.backends.base import Backend
+from edgefocal.core import Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.plan import PrecisionPlan
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, artifact: Path, threads: int | None = None, label: str = "ONNX Runtime CPU"):
+        super().__init__(artifact)
+        self.threads = threads
+        self.device = label
+        self.session = None
+
+    def load(self) -> None:
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.artifact), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.device = f"{self.device} ({self.threads or 'all'} threads)"
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+    extra = "onnxruntime"
+    profiles_ops = True
+
+    def availability(self) -> Availability:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            return Availability(False, False, f"onnxruntime does not import ({e})", "pip install onnxruntime (a core dependency of edgefocal)")
+        return Availability(True, True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}")
+
+    def quantize(self, ctx: BuildContext, plan: PrecisionPlan, calibration: np.ndarray) -> Quantized:
+        from edgefocal.backends.onnxruntime.quantize import quantize
+
+        return Quantized(quantize(ctx.onnx_fp32, plan, calibration), {"variant": "U8S8 Q/DQ"})
+
+    def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
+        from edgefocal.backends.onnxruntime.surgery import onnx_probe
+
+        return onnx_probe(self.name, self.quantize(ctx, plan, ctx.calibration).model, ctx.onnx_fp32, ctx.num_threads)
+
+    def runner(self, artifact: Path, precision: str, threads: int | None = None) -> Runner:
+        return OnnxRuntimeRunner(artifact, threads)
+
+    def op_times(self, artifact: Path, x: np.ndarray, threads: int | None = None) -> dict[str, float]:
+        from edgefocal.backends.onnxruntime.profile import onnxruntime_op_times
+
+        return onnxruntime_op_times(artifact, x, threads)
+
+    def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
+        self.check_precision(precision)
+        import onnx
+        out = ctx.workdir / "onnxruntime"
+        out.mkdir(parents=True, exist_ok=True)
+        fp32 = out / "model_fp32.onnx"
+        shutil.copyfile(ctx.onnx_fp32, fp32)
+        threads = ctx.num_threads
+        artifacts = [Artifact(self.name, "fp32", fp32, lambda: self.runner(fp32, "fp32", threads),
+                              requested=precision == "fp32")]
+        if precision == "int8" and quantized is not None:
+            int8 = out / "model_int8_u8s8.onnx"
+            onnx.save(quantized.model, str(int8))
+            info = dict(quantized.info)
+            artifacts.append(Artifact(self.name, "int8", int8, lambda: self.runner(int8, "int8", threads),
+                                      variant=info.pop("variant", None), info=info))
+        return artifacts

@@ -1,0 +1,185 @@
+"""Automatic mixed precision on a latency budget: which INT8 parts of a FocalNet to keep float so that
+agreement with FP32 reaches a target, at the least latency cost (MAC share, or measured: latency_costs).
+
+1. Quantize once under the preset plan; from that one calibrated model, make every part float by surgery
+   (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
+   quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
+   (`sensitivity`). A part's latency cost is its share of the INT8 MACs, or, with `latency_cost:
+   measured`, that share of what INT8 measurably buys on the runtime's own profile (naming.by_module and the backends' op_times).
+2. Keep parts float in order of KL bought per cost, re-measuring the combination each time, until the
+   selection agreement reaches the target or the latency budget is spent. With MAC costs nothing in the
+   decision depends on a clock, so the same inputs give the same artifacts.
+3. Validate the chosen set on other held-out images it was not chosen on, and report selection,
+   validation (and, in the report, eval) agreement separately.
+The decision is a list of module paths that goes into the one precision plan (policy.py), so every target
+is then quantized by its own quantizer with those parts float."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edgefocal.core import Probe
+from edgefocal.plan import PrecisionPlan
+from edgefocal.precision.policy import plan_precision
+from edgefocal.metrics import agreement, mean_kl
+
+
+@dataclass
+class MixedPrecision:
+    plan: PrecisionPlan
+    measured_on: list[str]
+    target_agreement: float
+    sensitivity: list[dict] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)  # module paths kept float by the search
+    selection: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    budget: dict = field(default_factory=dict)
+    reached: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"measured_on": self.measured_on, "target_agreement": self.target_agreement,
+                "chosen": self.chosen, "selection": self.selection, "validation_agreement":
+                self.validation.get("agreement"), "validation": self.validation, "budget": self.budget,
+                "reached": self.reached, "seconds": round(self.seconds, 1)}
+
+
+def _parts(plan: PrecisionPlan):
+    return [p for p in plan.parts if p.int8]
+
+
+def latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray, macs: dict[str, int],
+                   measured: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Per INT8 part: its latency cost if float, and its share of the INT8 latency as profiled (max over
+    the runtimes; reported only). The cost is its share of the INT8 parts' MACs; `measured` scales that by
+    what INT8 measurably buys on the whole model ((FP32 − INT8) / INT8 ms, from the runtime's profile).
+    On a shared CPU that ratio moves several-fold between runs of the same model, so only the MAC share
+    keeps a build reproducible; a quiet device (a Jetson building its own engine) can measure."""
+    cost: dict[str, float] = {}
+    share: dict[str, float] = {}
+    int8_macs = sum(macs.get(p.module, 0) for p in _parts(plan)) or 1
+    for probe in probes:
+        int8, fp32 = probe.module_ms(True, sample), probe.module_ms(False, sample)
+        t_int8, t_fp32 = sum(int8.values()) or 1.0, sum(fp32.values())
+        gain = max(t_fp32 - t_int8, 0.0) / t_int8 if measured else 1.0
+        for p in _parts(plan):
+            cost[p.module] = max(cost.get(p.module, 0.0), gain * macs.get(p.module, 0) / int8_macs)
+            share[p.module] = max(share.get(p.module, 0.0), int8.get(p.module, 0.0) / t_int8)
+    return cost, share
+
+
+def worst_agreement_and_kl(probes: list[Probe], float_nodes: frozenset, images: np.ndarray,
+                           ref: np.ndarray) -> tuple[float, float]:
+    """(lowest agreement, highest mean KL) over the probed runtimes for one variant."""
+    results = [(agreement(lg, ref), mean_kl(ref, lg)) for lg in (p.logits(float_nodes, images) for p in probes)]
+    return min(a for a, _ in results), max(k for _, k in results)
+
+
+def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, ref: np.ndarray,
+                latency_cost: dict[str, float], latency_share: dict[str, float]) -> list[dict]:
+    """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8)."""
+    base_agree, base_kl = worst_agreement_and_kl(probes, frozenset(), images, ref)
+    rows = []
+    for part in _parts(plan):
+        agree, kl = worst_agreement_and_kl(probes, frozenset(part.nodes), images, ref)
+        rows.append({"module": part.module, "role": part.role, "label": part.label,
+                     "agreement_cost": round(agree - base_agree, 5), "kl_cost": float(base_kl - kl),
+                     "latency_cost": round(latency_cost.get(part.module, 0.0), 5),
+                     "latency_share": round(latency_share.get(part.module, 0.0), 5)})
+    return sorted(rows, key=lambda r: -r["kl_cost"])
+
+
+NOMINAL_MACS_PER_SECOND = 10e9  # sizes the scan without a clock: the same inputs give the same plan
+
+
+def selection_count(available: int, macs_per_image: int, int8_parts: int, probes: int, seconds: float) -> int:
+    """How many selection images the sensitivity scan measures on (at least 32): as many as `seconds` allow at
+    a nominal rate, from the model's MACs rather than a timed run, because a count that moved with the
+    machine's load would change the chosen parts and so the artifacts of the same inputs."""
+    passes = max(int8_parts, 1) * max(probes, 1)
+    return max(min(32, available), min(available, int(seconds * NOMINAL_MACS_PER_SECOND / (passes * macs_per_image))))
+
+
+def auto_target_agreement(gate: float, selection: int, evaluation: int, z: float = 1.645) -> float:
+    """The selection agreement to aim for so that the eval agreement meets `gate` about 19 times in 20: the
+    gate plus z standard errors of the difference between two agreements measured on `selection` and on
+    `evaluation` images (at the gate's flip rate)."""
+    spread = (gate * (1 - gate) * (1 / max(selection, 1) + 1 / max(evaluation, 1))) ** 0.5
+    return min(0.9999, gate + z * spread)
+
+
+def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
+           validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
+           macs: dict[str, int], log=print, measured_latency: bool = False) -> MixedPrecision:
+    """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
+    else; `macs` per module path (prune/macs.py) sets each part's latency cost (see latency_costs)."""
+    started = time.time()
+    cost, share = latency_costs(probes, plan, selection[0], macs, measured_latency)
+    sens = sensitivity(probes, plan, *selection, cost, share)
+    result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
+    base = worst_agreement_and_kl(probes, frozenset(), *selection)
+    result.selection = {"images": len(selection[0]), "agreement_int8": base[0]}
+    chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
+                                        max_latency_cost, log)
+    nodes = _nodes(plan, chosen)
+    result.chosen, result.reached = chosen, agree >= target_agreement
+    result.selection["agreement"] = agree
+    result.validation = {"images": len(validation[0]),
+                         "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0],
+                         "agreement_int8": worst_agreement_and_kl(probes, frozenset(), *validation)[0]}
+    result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
+                     "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
+    result.plan = _with_float(onnx_model, plan, chosen)
+    result.plan.sensitivity = sens
+    result.seconds = time.time() - started
+    return result
+
+
+def _nodes(plan: PrecisionPlan, modules: list[str]) -> frozenset:
+    by_module = {p.module: p for p in _parts(plan)}
+    return frozenset(n for m in modules for n in by_module[m].nodes)
+
+
+def _greedy(probes: list[Probe], plan: PrecisionPlan, ranked: list[dict], selection, base: tuple[float, float],
+            target: float, budget: float, log) -> tuple[list[str], float, tuple[float, float]]:
+    """Walk the ranked parts, keeping each float only if the combination measures better on the selection
+    images (higher agreement, or equal agreement and lower KL; parts interact, so a part that helped alone
+    can hurt with others), until the target is reached or nothing more fits the budget."""
+    chosen: list[str] = []
+    spent, best = 0.0, base
+    for row in ranked:
+        if best[0] >= target:
+            break
+        if spent + row["latency_cost"] > budget:
+            continue
+        trial = worst_agreement_and_kl(probes, _nodes(plan, chosen + [row["module"]]), *selection)
+        kept = trial[0] > best[0] or (trial[0] == best[0] and trial[1] < best[1])
+        log(f"mixed precision: {row['label']} float (cost {row['latency_cost']:.2%}) → selection agreement "
+            f"{trial[0]:.4f}" + ("" if kept else ", no better: stays INT8"))
+        if kept:
+            chosen.append(row["module"])
+            spent, best = spent + row["latency_cost"], trial
+    return chosen, spent, best
+
+
+def _ranked(sens: list[dict], macs: dict[str, int]) -> list[dict]:
+    """Parts in order of KL bought per latency cost. Every cost is the part's MAC share times one factor
+    per build (1, or the measured INT8 gain: latency_costs), so ranking by the MAC share gives that order
+    without the measured ms, which move with the machine's load: the order, and the artifacts, reproduce."""
+    total = sum(macs.get(r["module"], 0) for r in sens) or 1
+    floor = 0.01  # below 1 % of the INT8 MACs, costs do not tell parts apart: KL decides there
+    return sorted((r for r in sens if r["kl_cost"] > 0),
+                  key=lambda r: (-r["kl_cost"] / (macs.get(r["module"], 0) / total + floor), r["module"]))
+
+
+def _with_float(onnx_model, plan: PrecisionPlan, chosen: list[str]) -> PrecisionPlan:
+    """The plan again, with the chosen modules float and saying why."""
+    new = plan_precision(onnx_model, plan.preset, plan.forced + [f"^{re.escape(m)}$" for m in chosen])
+    new.forced = list(plan.forced)
+    picked = set(chosen)
+    new.parts = [replace(p, why="mixed precision (measured sensitivity)") if p.module in picked and not p.int8
+                 and p.why == "quantize.float_modules" else p for p in new.parts]
+    return new
