@@ -36,8 +36,8 @@ from common import header, write  # noqa: E402
 
 from edgefocal.backends.torch import TorchRunner  # noqa: E402
 
-GPU_TEST_FILES = ["tests/targets/test_torch_ref.py", "tests/targets/test_tensorrt_runner.py",
-                  "tests/targets/test_tensorrt.py"]
+GPU_TEST_FILES = ["tests/backends/test_torch.py", "tests/backends/tensorrt/test_runner.py",
+                  "tests/backends/tensorrt/test_backend.py"]
 REFERENCE = "torch FP32, GPU (reference)"
 CPU_FP32 = "torch FP32, CPU"
 

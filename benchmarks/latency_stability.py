@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from loadgen import cpu_burners
 
 from edgefocal.gate import speedup_gate
 from edgefocal.machine import machine
@@ -27,7 +28,6 @@ from edgefocal.manifest import package_versions
 from edgefocal.recipe import Gates
 from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.cpuload import ForeignLoad
-from edgefocal.verify.loadgen import cpu_burners
 from edgefocal.verify.stability import StabilityPolicy
 
 BOUNDS = (1.0, 30.0)

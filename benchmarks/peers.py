@@ -121,7 +121,8 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
                              {**overrides, "output": str(Path(tmp) / "edgefocal")})
         result = build(recipe)
         out = result.output
-        artifacts = {f"edgefocal {r['label']}": (r["target"], out / r["path"]) for r in result.report["rows"]
+        rows = [row.to_dict() for row in result.report["rows"]]
+        artifacts = {f"edgefocal {r['label']}": (r["target"], out / r["path"]) for r in rows
                      if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}
         images, labels, calibration, model = _inputs(recipe)
         if case.get("peers", True):

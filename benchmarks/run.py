@@ -43,7 +43,7 @@ def main() -> int:
             recipe = load_recipe(REPO_ROOT / "recipes" / "default.yaml", {"targets": ["openvino", "onnxruntime"], "precision": "int8",
                                         "output": str(Path(tmp) / "out"), **overrides})
             result = build(recipe, console=None)
-        rows = result.report["rows"]
+        rows = [row.to_dict() for row in result.report["rows"]]
         lines = [f"### {title}", "",
                  f"reference: {result.report['reference']['device']}; eval: {result.report['eval']['count']} "
                  f"{result.report['eval']['name']} images; build took {result.report['seconds']:.0f} s", "",

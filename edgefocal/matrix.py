@@ -99,7 +99,9 @@ def _marker(out_dir: Path, entry: Entry) -> Path:
 
 
 def _plain(obj):
-    """json.dumps' fallback for what a report holds in memory: paths and numpy scalars."""
+    """json.dumps' fallback for what a report holds in memory: rows (core.Row), paths and numpy scalars."""
+    if callable(getattr(obj, "to_dict", None)):
+        return obj.to_dict()
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item"):
@@ -108,8 +110,8 @@ def _plain(obj):
 
 
 def as_json(obj):
-    """The report as report.json holds it (string batch keys, plain numbers): markers and baselines
-    compare like with like."""
+    """The report as report.json holds it (string batch keys, plain numbers, rows as dicts): markers and
+    baselines compare like with like."""
     return json.loads(json.dumps(obj, default=_plain))
 
 
@@ -126,9 +128,18 @@ def _write_marker(out_dir: Path, entry: Entry, record: dict) -> None:
             old.unlink()
 
 
+def _typed(record: dict) -> dict:
+    """A record with its report's rows as core.Row (a marker holds them as report.json does)."""
+    from edgefocal.baseline import with_rows
+
+    if isinstance((record.get("report") or {}).get("rows"), list):
+        record["report"] = with_rows(record["report"])
+    return record
+
+
 def _read_marker(out_dir: Path, entry: Entry) -> dict | None:
     try:
-        return json.loads(_marker(out_dir, entry).read_text())
+        return _typed(json.loads(_marker(out_dir, entry).read_text()))
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -136,12 +147,12 @@ def _read_marker(out_dir: Path, entry: Entry) -> dict | None:
 def run_entry(entry: Entry, build: Callable) -> dict:
     """One build, and its comparison with the entry's baseline where the pipeline did not make one. A
     build that raises a user error becomes the entry's error (the other entries still run)."""
-    from edgefocal.baseline import compare_reports, load_report
+    from edgefocal.baseline import compare_reports, load_report, with_rows
 
     started = time.time()
     try:
         result = build(entry.recipe, console=None)
-        report = as_json(result.report)
+        report = with_rows(as_json(result.report))  # what a resumed entry reads back from its marker
         gates = as_json([g.__dict__ for g in result.gates])
         base = entry.recipe.gates.baseline
         if base is not None and not report.get("baseline"):

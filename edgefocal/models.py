@@ -128,11 +128,6 @@ def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
                       pretrained_cfg=cfg if isinstance(cfg, dict) else None)
 
 
-def read_state_dict(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint (read_checkpoint without what it says about training)."""
-    return read_checkpoint(path, trust).state
-
-
 def _fit_state_dict(model: torch.nn.Module, ckpt: Checkpoint, hint: str) -> None:
     """Load strictly, but name every mismatched key instead of torch's wall of text."""
     from timm.models.focalnet import checkpoint_filter_fn

@@ -65,10 +65,18 @@ def find_artifact(artifact: Path) -> BuiltArtifact:
 def unlisted_entry(manifest: dict, artifact: Path, relative: str) -> dict | None:
     """An artifact the manifest does not list that a backend still recognises as the build's (a TensorRT
     engine built later on the device, from one of the build's ONNX files)."""
-    from edgefocal.backends import get_backend
+    from edgefocal.backends import get_backend, names
 
-    targets = dict.fromkeys(a["target"] for a in manifest.get("artifacts", []))
-    return next((e for t in targets if (e := get_backend(t).unlisted_entry(manifest, artifact, relative))), None)
+    # every backend, not the manifest's targets: the build need not have built for the engine's backend, and
+    # the exported FP32 ONNX is listed with target "onnx", which is no backend
+    for name in names():
+        try:
+            backend = get_backend(name)
+        except ImportError:  # a backend whose package does not import here recognises nothing
+            continue
+        if (entry := backend.unlisted_entry(manifest, artifact, relative)) is not None:
+            return entry
+    return None
 
 
 def check_unchanged(built: BuiltArtifact) -> None:

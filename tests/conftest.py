@@ -5,15 +5,10 @@ from __future__ import annotations
 import importlib.util
 import platform
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-for helpers in ("tests", "tests/backends", "tests/backends/tensorrt"):  # shared test helpers, imported by name
-    sys.path.insert(0, str(REPO / helpers))
 
 
 def _tensorrt_reason() -> str | None:
@@ -31,7 +26,7 @@ def _tensorrt_reason() -> str | None:
 
 def pytest_configure(config):
     """ModelOpt probes `import tensorrt` once, when first imported, and keeps the answer: let that happen
-    before any test puts a fake tensorrt (tests/targets/trt_fakes.py) into sys.modules."""
+    before any test puts a fake tensorrt (tests/backends/tensorrt/trt_fakes.py) into sys.modules."""
     try:
         importlib.import_module("modelopt.onnx.trt_utils")
     except ImportError:
@@ -46,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
     }
     for item in items:
         for marker, reason in reasons.items():
-            if reason and marker in item.keywords:
+            if reason and item.get_closest_marker(marker) is not None:  # not keywords: folders are named tensorrt
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 

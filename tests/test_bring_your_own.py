@@ -76,7 +76,7 @@ def built(tmp_path_factory):
     eval_idx = balanced_subset(test.labels, EVAL_SIZE, seed=1)
     files = write_imagefolder(root / "eval", test, eval_idx)
     recipe = yaml.safe_load(RECIPE.read_text())
-    recipe["model"].pop("checkpoint")  # given on the command line, as the bar says
+    recipe["model"].pop("checkpoint")  # given on the command line instead
     recipe["bench"] = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "rounds": 1}
     recipe["gates"] = {"max_top1_drop": 1.0, "min_agreement": 0.98}  # on 300 images one image is 0.33 pt
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgefocal._deps import require
+from edgefocal.backends import extra, names
 from edgefocal.errors import MissingDependency
-from edgefocal.backends import TARGETS
 
 tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
 
@@ -24,7 +24,7 @@ def test_every_hinted_extra_exists():
     sources = "\n".join(p.read_text() for p in (REPO / "edgefocal").rglob("*.py"))
     hinted = set(re.findall(r"""require\(\s*"[\w.]+",\s*"(\w+)"\)""", sources))
     hinted |= set(re.findall(r"edgefocal\[(\w+)\]", sources))
-    hinted |= {spec.extra for spec in TARGETS.values()}
+    hinted |= {extra(name) for name in names()}
     assert hinted and hinted <= _extras(), hinted - _extras()
 
 

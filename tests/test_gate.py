@@ -1,8 +1,11 @@
 """Gates over report rows: each bound, missing figures, and required artifacts that were skipped."""
+from dataclasses import replace
+
+from edgefocal.core import Row
 from edgefocal.gate import check_gates
 from edgefocal.recipe import Gates
 
-ROW = {"label": "openvino int8", "top1_drop": 0.2, "agreement": 0.995, "speedup_vs_reference": {1: 3.2, 8: 2.0}}
+ROW = Row("openvino int8", top1_drop=0.2, agreement=0.995, speedup_vs_reference={1: 3.2, 8: 2.0})
 
 
 def test_all_pass():
@@ -21,20 +24,20 @@ def test_each_failure_names_gate_figure_and_bound():
 
 def test_no_gates_no_results_and_missing_figures_fail():
     assert check_gates(Gates(), [ROW]) == []
-    (g,) = check_gates(Gates(min_speedup=1.0), [{"label": "coreml int8", "no_latency": "macOS only"}])
+    (g,) = check_gates(Gates(min_speedup=1.0), [Row("coreml int8", no_latency="macOS only")])
     assert not g.passed and "missing" in g.describe()
 
 
 def test_required_skipped_artifact_fails_and_optional_one_does_not():
-    skipped = {"label": "tensorrt int8 (engine)", "skipped": "TensorRT is not installed here"}
+    skipped = Row("tensorrt int8 (engine)", skipped="TensorRT is not installed here")
     assert check_gates(Gates(max_top1_drop=1.0), [skipped]) == []
-    (g,) = check_gates(Gates(), [{**skipped, "required": True}])
+    (g,) = check_gates(Gates(), [replace(skipped, required=True)])
     assert not g.passed and "TensorRT is not installed" in g.describe()
 
 
 def _stable_row(low, high, stable=True, reason=""):
-    return {**ROW, "latency_stability": {1: {"speedup_low": low, "speedup_high": high, "stable": stable,
-                                             "reason": reason, "rounds_used": 5}}}
+    return replace(ROW, latency_stability={1: {"speedup_low": low, "speedup_high": high, "stable": stable,
+                                               "reason": reason, "rounds_used": 5}})
 
 
 def test_speedup_decides_on_the_whole_interval():
@@ -59,7 +62,7 @@ def test_report_json_keys_are_strings_and_gates_round_trip():
     from edgefocal.gate import counts, from_dict
 
     row = {"label": "x", "speedup_vs_reference": {"16": 1.0, "8": 5.0}}  # the smallest batch is 8, not "16"
-    (g,) = check_gates(Gates(min_speedup=2.0), [row])
+    (g,) = check_gates(Gates(min_speedup=2.0), [row])  # a report.json row, read with Row.from_dict
     assert g.value == 5.0 and g.passed
     assert from_dict(dict(g.__dict__)) == g
     assert from_dict({"gate": "min_agreement", "artifact": "x", "value": 0.9, "bound": 0.99, "passed": False}).status == "failed"

@@ -4,11 +4,12 @@ verdict and shows each speedup with its interval."""
 import xml.etree.ElementTree as ET
 
 from edgefocal.baseline import compare_reports
+from edgefocal.core import Row
 from edgefocal.gate import GateResult, check_gates
 from edgefocal.junit import to_xml, write_junit
 from edgefocal.recipe import Gates
 from edgefocal.summary import speedup_text, stability_text, summary_markdown
-from sample_reports import edited, make_report
+from sample_reports import edited, loaded, make_report
 
 INT8 = "openvino int8"
 
@@ -33,8 +34,8 @@ def test_junit_holds_exactly_the_regression_with_figure_bound_and_baseline(tmp_p
 
 
 def test_inconclusive_is_skipped_under_warn_and_a_failure_under_fail():
-    unstable = make_report(stable=False)
-    rows = [r for r in unstable["rows"] if r.get("requested")]
+    unstable = loaded(make_report(stable=False))
+    rows = [r for r in unstable["rows"] if r.requested]
     warn = check_gates(Gates(min_speedup=1.5), rows)
     fail = check_gates(Gates(min_speedup=1.5, on_unstable="fail"), rows)
     w, f = ET.fromstring(to_xml({"b": warn})), ET.fromstring(to_xml({"b": fail}))
@@ -48,7 +49,7 @@ def test_a_build_that_raised_is_an_error_case():
 
 
 def test_summary_leads_with_the_verdict_and_lists_what_needs_a_look():
-    report = make_report()
+    report = loaded(make_report())
     comp = agreement_regression()
     text = summary_markdown(report, comp.results, comp)
     first = text.splitlines()[0]
@@ -62,13 +63,15 @@ def test_summary_leads_with_the_verdict_and_lists_what_needs_a_look():
 
 
 def test_latency_text_says_how_far_to_trust_it():
-    row = make_report(stable=False)["rows"][2]
+    from dataclasses import replace
+
+    row = loaded(make_report(stable=False))["rows"][2]
     assert speedup_text(row, 1) == "2.22× (unstable)" and stability_text(row, "1").startswith("unstable: 4 of 5 rounds")
-    flagged = {**row, "latency_stability": {"1": {**row["latency_stability"]["1"], "flags": ["load 90%", "drift 40%"]}}}
+    flagged = replace(row, latency_stability={"1": {**row.latency_stability["1"], "flags": ["load 90%", "drift 40%"]}})
     assert stability_text(flagged, 1) == "unstable: load 90%, drift 40%"
-    stable = make_report()["rows"][2]
+    stable = loaded(make_report())["rows"][2]
     assert stability_text(stable, 8) == "±3.0% over 5 rounds, load 2%"
-    assert speedup_text({"speedup_vs_reference": {1: 3.0}}, 1) == "3.00×"  # an old report: no interval to show
+    assert speedup_text(Row("x", speedup_vs_reference={1: 3.0}), 1) == "3.00×"  # an old report: no interval to show
 
 
 def test_summary_is_appended_like_github_expects(tmp_path):
@@ -76,6 +79,22 @@ def test_summary_is_appended_like_github_expects(tmp_path):
 
     path = tmp_path / "step_summary.md"
     append_summary(path, "## earlier step")
-    append_summary(path, summary_markdown(make_report(), []))
+    append_summary(path, summary_markdown(loaded(make_report()), []))
     text = path.read_text()
     assert text.startswith("## earlier step\n## edgefocal: edgefocal-fmnist — ✅ passed")
+
+
+def test_report_md_reads_flags_and_backend_facts_from_the_rows():
+    from edgefocal.report import notes, to_markdown
+
+    report = loaded(make_report())
+    report["rows"] += [Row("tensorrt int8 (engine)", "tensorrt", "int8", requested=True, path="m.engine",
+                           skipped="TensorRT is not installed", required=True, variant="engine",
+                           facts={"engine_command": "python -m edgefocal engine --onnx m.onnx"}),
+                       Row("tensorrt int8 (Q/DQ ONNX via ONNX Runtime)", "tensorrt", "int8", device="ORT CPU",
+                           proxy_for="TensorRT engine")]
+    lines = notes(report)
+    assert "tensorrt int8 (engine): not run here — TensorRT is not installed" in lines
+    assert "build the engine on the device with: python -m edgefocal engine --onnx m.onnx" in lines
+    assert any(n.startswith("tensorrt int8 (Q/DQ ONNX via ONNX Runtime): accuracy measured by ORT CPU") for n in lines)
+    assert "| openvino int8 * | 89.89% |" in to_markdown(report, [])

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from edgefocal.core import jsonable
 from edgefocal.errors import BadInput
 from edgefocal.gate import check_gates
 from edgefocal.matrix import run_matrix
-from sample_reports import edited, make_report
+from sample_reports import edited, loaded, make_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,10 +45,10 @@ class FakeBuild:
         if name == self.fail_at:
             raise BadInput("target tensorrt cannot be built on this machine")
         self.built.append(name)
-        report = make_report()
-        gates = check_gates(recipe.gates, [r for r in report["rows"] if r.get("requested")])
+        report = loaded(make_report())  # rows as core.Row, as pipeline.build returns them
+        gates = check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
         Path(recipe.output).mkdir(parents=True, exist_ok=True)
-        (Path(recipe.output) / "report.json").write_text(json.dumps(report))
+        (Path(recipe.output) / "report.json").write_text(json.dumps(jsonable(report)))
         return SimpleNamespace(report=report, gates=gates, output=Path(recipe.output), passed=all(g.passed for g in gates))
 
 
@@ -76,6 +77,8 @@ def test_an_interrupted_matrix_resumes_without_rebuilding(tmp_path):
     again = FakeBuild()
     result = run_matrix([tmp_path / "r"], tmp_path / "m", build=again)
     assert again.built == ["ov-int8", "trt-int8"] and [e.resumed for e in result.entries] == [True, False, False]
+    resumed = result.entries[0].record["report"]  # read back from its done marker: rows as core.Row again
+    assert all(type(r).__name__ == "Row" for r in resumed["rows"]) and resumed["schema"] == 2
     assert "ort-int8 (resumed)" in (tmp_path / "m" / "matrix.md").read_text()
     (tmp_path / "r" / "ov-int8.yaml").write_text("gates: {min_agreement: 0.98}\n")  # a changed recipe is rebuilt
     third = FakeBuild()

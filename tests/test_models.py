@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgefocal.errors import BadInput
-from edgefocal.models import focalnet_names, load_model, read_state_dict
+from edgefocal.models import focalnet_names, load_model
 
 
 def to_official(state: dict) -> dict:
@@ -103,16 +103,16 @@ def test_shape_mismatch_is_named(tmp_path, small_timm_model):
 
 def test_missing_and_corrupt_checkpoints(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
-        read_state_dict(tmp_path / "nope.pth")
+        load_model("focalnet_tiny_srf", tmp_path / "nope.pth")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(BadInput, match="not a readable"):
-        read_state_dict(bad)
+        load_model("focalnet_tiny_srf", bad)
     truncated = tmp_path / "trunc.pth"
     torch.save({"a": torch.zeros(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
     with pytest.raises(BadInput, match=str(truncated)):
-        read_state_dict(truncated)
+        load_model("focalnet_tiny_srf", truncated)
 
 
 def test_unknown_model_name_suggests(tmp_path):

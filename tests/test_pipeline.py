@@ -44,15 +44,15 @@ def test_stages_one_by_one(recipe, tmp_path):
     subjects = torch_subjects(TorchRunner(loaded.model, threads=2), None) + \
         [artifact_subject(a, tmp_path) for a in artifacts]
     rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench)
-    by_label = {r["label"]: r for r in rows}
-    assert by_label[REFERENCE]["agreement"] == 1.0 and by_label["openvino fp32"]["agreement"] == 1.0
-    assert by_label["openvino int8"]["agreement"] >= 0.95 and set(by_label["openvino int8"]["latency_ms"]) == {1}
+    by_label = {r.label: r for r in rows}
+    assert by_label[REFERENCE].agreement == 1.0 and by_label["openvino fp32"].agreement == 1.0
+    assert by_label["openvino int8"].agreement >= 0.95 and set(by_label["openvino int8"].latency_ms) == {1}
 
 
 def test_build_is_the_stages_in_order(recipe):
     """build() gives the same accuracy rows as the stages above, and writes report, manifest and artifacts."""
     result = build(recipe)
-    rows = {r["label"]: r for r in result.report["rows"]}
+    rows = {r.label: r for r in result.report["rows"]}
     assert list(rows) == [REFERENCE, "openvino fp32", "openvino int8"]
     assert result.report["precision_plan"]["policy"] == "focalnet"
     assert {"report.json", "report.md", "manifest.json", "model_fp32.onnx"} <= {p.name for p in result.output.iterdir()}

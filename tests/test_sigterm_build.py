@@ -1,5 +1,5 @@
 """SIGTERM during a real build (torch, ONNX Runtime and their threads running), wrapped the way
-INTEGRATION.md tells cli.main to wrap every command: exit 143, no staging directory, no lock file, the
+cli.main wraps every command: exit 143, no staging directory, no lock file, the
 previous output byte-identical."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CI workflow (not run here): its structure is what INTEGRATION.md and issue 9 promise."""
+"""The CI workflow (not run here): a CPU and a Jetson job each gate a matrix build against main's baseline."""
 from pathlib import Path
 
 import yaml

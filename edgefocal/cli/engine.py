@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgefocal.core import PRECISIONS
+
 
 def _batches(text: str) -> tuple[int, int, int]:
     try:
@@ -21,7 +23,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("engine", help="build a TensorRT engine from an ONNX (run on the Jetson/GPU)",
                        description=__doc__)
     p.add_argument("--onnx", type=Path, required=True, help="ONNX to build (the Q/DQ ONNX for int8)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
+    p.add_argument("--precision", choices=PRECISIONS, required=True)
     p.add_argument("--output", type=Path, help="engine path (default: ONNX path with .engine)")
     p.add_argument("--batch", type=_batches, default=(1, 8, 32), help="MIN,OPT,MAX batch of the profile (1,8,32)")
     p.add_argument("--input-name", default="input")

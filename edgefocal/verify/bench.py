@@ -92,8 +92,8 @@ def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[
 
 
 def row_fields(results: dict[str, dict], name: str, reference: str) -> dict:
-    """The latency fields of one report row, from `benchmark`'s results: what the pipeline stores in
-    report.json (and report.html plots). `speedup_interval` and `latency_stability` exist only when the
+    """The latency fields of one report row, from `benchmark`'s results (Row.update sets them): what the
+    pipeline stores in report.json (and report.html plots). `speedup_interval` and `latency_stability` exist only when the
     benchmark judged stability."""
     per_batch, ref = results[name], results[reference]
     out = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
-from edgefocal.core import Artifact, Runner
+from edgefocal.core import Artifact, Row, Runner
 from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.evaluate import predict
 from edgefocal.metrics import compare
@@ -24,7 +24,7 @@ CPU_BASELINE = "torch fp32 (CPU baseline)"
 class Subject:
     """One row of the report and the runner that produces its logits (None: not run on this machine)."""
 
-    row: dict
+    row: Row
     runner: Runner | None
 
 
@@ -32,14 +32,14 @@ def torch_subjects(reference: Runner, pruned: Runner | None, cpu_baseline: Runne
     """The FP32 reference (always first) and, after pruning, the pruned FP32 model: what pruning cost. With a
     GPU reference, `cpu_baseline` is the same FP32 model on the CPU, which CPU runners' speedups are taken
     against (`latency_groups`)."""
-    out = [Subject({"label": REFERENCE, "target": "torch", "precision": "fp32", "requested": False}, reference)]
+    out = [Subject(Row(REFERENCE, "torch", "fp32"), reference)]
     if cpu_baseline is not None:
-        out.append(Subject({"label": CPU_BASELINE, "target": "torch", "precision": "fp32", "requested": False,
-                            "notes": ["the reference runs on the GPU: speedups of runners on the CPU are "
-                                      "taken against this row, the GPU runners' against the reference"]},
+        out.append(Subject(Row(CPU_BASELINE, "torch", "fp32",
+                               notes=["the reference runs on the GPU: speedups of runners on the CPU are "
+                                      "taken against this row, the GPU runners' against the reference"]),
                            cpu_baseline))
     if pruned is not None:
-        out.append(Subject({"label": PRUNED, "target": "torch", "precision": "fp32", "requested": False}, pruned))
+        out.append(Subject(Row(PRUNED, "torch", "fp32"), pruned))
     return out
 
 
@@ -48,10 +48,11 @@ def artifact_subject(art: Artifact, workdir: Path) -> Subject:
 
     flags = {k: v for k, v in (("variant", art.variant), ("required", art.required), ("no_latency", art.no_latency),
                                ("proxy_for", art.proxy_for)) if v}
-    row = {"label": art.label, "target": art.target, "precision": art.precision,
-           "path": str(art.path.relative_to(workdir)),
-           "size_bytes": artifact_size(files_of(art.target, art.path)) if art.path.exists() else None,
-           "requested": art.requested, "skipped": art.skipped, **art.info, **flags}
+    row = Row.from_dict({  # the backend's facts flat, as report.json has them: a fact named like a field sets it
+        "label": art.label, "target": art.target, "precision": art.precision,
+        "path": str(art.path.relative_to(workdir)),
+        "size_bytes": artifact_size(files_of(art.target, art.path)) if art.path.exists() else None,
+        "requested": art.requested, "skipped": art.skipped, **art.info, **flags})
     runner = art.make_runner() if art.make_runner is not None and not art.skipped else None
     return Subject(row, runner)
 
@@ -60,8 +61,8 @@ def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
     """{baseline label: the subjects timed and compared with it}. One group, the reference's, unless a CPU
     baseline runs beside a GPU reference: then runners not on the GPU (`on_gpu`, set by the torch and
     TensorRT runners) form the CPU baseline's group, so a CPU target's speedup stays CPU against CPU."""
-    ref = running[0].row["label"]
-    has_cpu = any(s.row["label"] == CPU_BASELINE for s in running)
+    ref = running[0].row.label
+    has_cpu = any(s.row.label == CPU_BASELINE for s in running)
     groups: dict[str, list[Subject]] = {ref: []}
     for s in running:
         on_cpu = not getattr(s.runner, "on_gpu", False)
@@ -70,25 +71,25 @@ def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
 
 
 def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
-           stability=None) -> list[dict]:
+           stability=None) -> list[Row]:
     """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows.
     With a `stability` policy (verify/stability.py) unstable latencies are re-measured and judged."""
     progress = progress or Progress()
     running = [s for s in subjects if s.runner is not None]
     for s in running:
         s.runner.load()
-        s.row["device"] = s.runner.device
+        s.row.device = s.runner.device
     try:
         with progress.task("evaluate", len(images) * len(running)) as advance:
             logits = [predict(s.runner, images, advance=advance) for s in running]
         for s, lg in zip(running, logits):
             s.row.update(compare(lg, logits[0], labels))
-        groups = latency_groups([s for s in running if not s.row.get("no_latency")])
+        groups = latency_groups([s for s in running if not s.row.no_latency])
         latency: dict[str, dict] = {}
         total = len(bench.batch_sizes) * bench.rounds * sum(len(g) for g in groups.values())
         with progress.task("benchmark", total) as advance:
             for base, group in groups.items():  # each group interleaved with its own baseline
-                timed = {s.row["label"]: s.runner for s in group}
+                timed = {s.row.label: s.runner for s in group}
                 latency[base] = benchmark(timed, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
                                           bench.iterations, bench.rounds, advance, reference=base, policy=stability)
     finally:
@@ -96,7 +97,7 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
             s.runner.close()
     for base, group in groups.items():
         for s in group:
-            s.row.update(row_fields(latency[base], s.row["label"], base))
+            s.row.update(row_fields(latency[base], s.row.label, base))
             if len(groups) > 1:
-                s.row["speedup_against"] = base
+                s.row.speedup_against = base
     return [s.row for s in subjects]

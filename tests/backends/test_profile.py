@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgefocal.backends.openvino.profile import OTHER, by_module, by_stage, module_of_op, onnxruntime_op_times, openvino_op_times
+from edgefocal.backends.onnxruntime.profile import onnxruntime_op_times
+from edgefocal.backends.openvino.profile import openvino_op_times
+from edgefocal.naming import OTHER, by_module, by_stage, module_of_op
 
 
 def test_op_names_map_to_modules():

@@ -9,7 +9,8 @@ import pytest
 
 from edgefocal.export import onnx_from_torch
 from edgefocal.precision import plan_precision
-from edgefocal.backends.onnxruntime.surgery import ov_with_float, qdq_onnx_with_float
+from edgefocal.backends.onnxruntime.surgery import qdq_onnx_with_float
+from edgefocal.backends.openvino.surgery import ov_with_float
 from edgefocal.recipe import QuantizeSpec
 
 
@@ -28,12 +29,12 @@ def _ort(model, x):
 
 @pytest.mark.parametrize("backend", ["ort-u8s8", "trt-qdq"])
 def test_qdq_onnx_all_float_is_fp32_again(backend, setup, fmnist_eval):
-    from edgefocal.precision import onnxruntime as ort_q
-    from edgefocal.precision import tensorrt_qdq
+    from edgefocal.backends.onnxruntime import quantize as ort_q
+    from edgefocal.backends.tensorrt import qdq as tensorrt_qdq
 
     path, fp32, plan, calib = setup
     if backend == "ort-u8s8":
-        int8 = ort_q.quantize(path, plan, calib, QuantizeSpec())
+        int8 = ort_q.quantize(path, plan, calib)
     else:
         int8 = tensorrt_qdq.quantize(path, plan, calib, QuantizeSpec(fast_bias_correction=False), log=lambda m: None)[0]
     x = fmnist_eval[0][:200]
@@ -50,7 +51,7 @@ def test_qdq_onnx_all_float_is_fp32_again(backend, setup, fmnist_eval):
 def test_openvino_all_float_is_fp32_again(setup, fmnist_eval):
     import openvino as ov
 
-    from edgefocal.precision import openvino as ov_q
+    from edgefocal.backends.openvino import quantize as ov_q
 
     path, _, plan, calib = setup
     fp32 = ov.convert_model(str(path))

@@ -16,7 +16,7 @@ EVAL = "eval: {source: fashion-mnist, split: test, size: 300}\n"
 def default_qdq(default_model, fmnist_calibration, tmp_path_factory):
     """The embedded default's TensorRT Q/DQ ONNX, as `edgefocal build` writes it."""
     from edgefocal.export import onnx_from_torch
-    from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+    from qdq_helpers import qdq_onnx_for_tensorrt
 
     d = tmp_path_factory.mktemp("engine_compare")
     fp32 = onnx_from_torch(default_model.model, tuple(default_model.data_config["input_size"]), d / "m.onnx")

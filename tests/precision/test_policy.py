@@ -1,23 +1,25 @@
 """The one precision policy: every preset decides by FocalNet role, float_modules override by module path,
-and no backend module decides precision on its own."""
+and a backend quantizes what the plan says and nothing else."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
+import numpy as np
 import onnx
 import pytest
 
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
-from edgefocal.precision.policy import PRESETS, ROLES, WEIGHTED_ROLES, get_preset, plan_precision
-
-PACKAGE = Path(__file__).resolve().parents[2] / "edgefocal"
+from edgefocal.plan import PRESETS, ROLES, WEIGHTED_ROLES, get_preset
+from edgefocal.precision.policy import plan_precision
 
 
 @pytest.fixture(scope="module")
-def tiny_graph(tiny_focalnet, tmp_path_factory):
-    return onnx.load(str(onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path_factory.mktemp("pol") / "t.onnx")))
+def tiny_path(tiny_focalnet, tmp_path_factory):
+    return onnx_from_torch(tiny_focalnet, (1, 32, 32), tmp_path_factory.mktemp("pol") / "t.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_graph(tiny_path):
+    return onnx.load(str(tiny_path))
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -59,17 +61,17 @@ def test_unknown_preset_and_foreign_graph(tmp_path):
         plan_precision(onnx.helper.make_model(g))
 
 
-def test_precision_is_decided_in_one_module():
-    """No module but policy.py names the float op types or roles to choose precision (issue: three copies
-    of the policy disagreed)."""
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        if path.name == "policy.py":
-            continue
-        text = path.read_text()
-        if re.search(r"""["'](GroupConvolution|Multiply)["']""", text) or re.search(r"types=\[", text):
-            offenders.append(str(path.relative_to(PACKAGE)))
-        if re.search(r"int8_roles\s*=|frozenset\(\{\s*\"stem\"", text):
-            offenders.append(str(path.relative_to(PACKAGE)))
-    assert offenders == []
+@pytest.mark.parametrize("preset,float_modules", [("focalnet", None), ("gemm-only", None),
+                                                   ("focalnet", [r"^layers\.1\.", r"^stem"])])
+def test_a_backend_quantizes_exactly_the_plans_int8_parts(preset, float_modules, tiny_path, tiny_graph):
+    """ONNX Runtime's quantizer, left to the plan, gives Q/DQ inputs to the plan's INT8 weighted nodes only."""
+    from edgefocal.backends.onnxruntime.quantize import quantize
+
+    plan = plan_precision(tiny_graph, preset, float_modules)
+    calibration = np.random.default_rng(0).random((4, 1, 32, 32), dtype=np.float32)
+    q = quantize(tiny_path, plan, calibration)
+    dequantized = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    weighted = set(plan.nodes(True, WEIGHTED_ROLES) + plan.nodes(False, WEIGHTED_ROLES))
+    int8 = {n.name for n in q.graph.node if n.name in weighted and n.input[0] in dequantized}
+    assert int8 == set(plan.nodes(int8=True, roles_=WEIGHTED_ROLES)) != set()
     assert set(WEIGHTED_ROLES) <= set(ROLES)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from edgefocal.verify.cpuload import ForeignLoad
-from edgefocal.verify.loadgen import cpu_burners
+from benchmarks.loadgen import cpu_burners
 
 pytestmark = pytest.mark.skipif(not ForeignLoad().available, reason="/proc/stat is Linux-only")
 

@@ -15,7 +15,7 @@ import pytest
 from edgefocal.gate import speedup_gate
 from edgefocal.recipe import Gates
 from edgefocal.verify.bench import benchmark, row_fields
-from edgefocal.verify.loadgen import cpu_burners
+from benchmarks.loadgen import cpu_burners
 from edgefocal.verify.stability import StabilityPolicy
 
 FAR_BELOW, FAR_ABOVE = 1.0, 30.0
@@ -56,7 +56,7 @@ def verdicts(results: dict) -> dict[tuple[int, float], str]:
 
 
 def naive(results: dict) -> dict[tuple[int, float], str]:
-    """What a gate on the pooled ratio alone would say (the gate before issue 9)."""
+    """What a gate on the pooled ratio alone would say (without the per-round stability check)."""
     return {(b, bound): "passed" if results["torch"][b]["p50"] / results["ort"][b]["p50"] >= bound else "failed"
             for b in (1, 8) for bound in (FAR_BELOW, FAR_ABOVE)}
 

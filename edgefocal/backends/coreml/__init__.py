@@ -17,7 +17,7 @@ from edgefocal._deps import require
 from edgefocal.errors import BadInput
 from edgefocal.backends.base import Backend
 from edgefocal.backends.coreml.executor import to_program_input
-from edgefocal.core import Artifact, Availability, BuildContext, Quantized, Runner
+from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
 LINUX_LATENCY_NOTE = "Core ML runs only on macOS/iOS; latency is measured only on macOS"
@@ -211,7 +211,7 @@ class CoreMLRunner(Runner):
 
 class CoreMLBackend(Backend):
     name = "coreml"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = PRECISIONS
     extra = "coreml"
 
     def availability(self) -> Availability:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgefocal._deps import require
 from edgefocal.backends.base import Backend
-from edgefocal.core import Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Probe, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
 
@@ -78,7 +78,7 @@ class OpenVINORunner(Runner):
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = PRECISIONS
     extra = "openvino"
     profiles_ops = True
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal.backends.base import Backend
-from edgefocal.core import Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Probe, Quantized, Runner
 from edgefocal.errors import BadInput
 from edgefocal.plan import PrecisionPlan
 from edgefocal.backends.tensorrt.engine import (
@@ -81,7 +81,7 @@ def build_and_describe(onnx: Path, engine: Path, spec: EngineSpec, trtexec: Path
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = PRECISIONS
     extra = "tensorrt"
 
     def availability(self) -> Availability:

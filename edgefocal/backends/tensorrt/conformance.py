@@ -234,10 +234,11 @@ def _casts_after_dq(g, producer) -> list[Violation]:
             p = producer.get(t)
             while p is not None and p.op_type in TRANSPARENT_OPS:
                 p = producer.get(p.input[0])
-            if p is None or p.op_type != "Cast" or feeding_dq(producer, p.input[0]) is None:
+            dq = feeding_dq(producer, p.input[0]) if p is not None and p.op_type == "Cast" else None
+            if p is None or dq is None:
                 continue
             out.append(Violation("cast-after-dq", p.name, f"Cast between DequantizeLinear "
-                                 f"{feeding_dq(producer, p.input[0]).name} and {n.op_type} {n.name}; TensorRT cannot "
+                                 f"{dq.name} and {n.op_type} {n.name}; TensorRT cannot "
                                  f"fuse the Q/DQ into the {n.op_type}, which then runs in float (give the Q/DQ scales "
                                  "the compute type instead: FP16 scales need opset ≥19)"))
     return out
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx`: print every violation, exit 1 on errors."""
     import argparse
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("onnx", type=Path)
     args = p.parse_args(argv)
     try:

@@ -92,7 +92,7 @@ def _amax(model, tensors: list[str], calibration: np.ndarray, batch: int = 64) -
     amax = dict.fromkeys(tensors, 0.0)
     for i in range(0, len(calibration), batch):
         for t, v in zip(tensors, sess.run(tensors, {name: calibration[i: i + batch]})):
-            amax[t] = max(amax[t], float(np.abs(v).max()))
+            amax[t] = max(amax[t], float(np.abs(np.asarray(v)).max()))
     return amax
 
 
@@ -183,17 +183,3 @@ def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, spec
         "conformance": "pass",
         "conformance_warnings": [str(w) for w in warnings],
     }
-
-
-def qdq_onnx_for_tensorrt(onnx_fp32: Path, calibration: np.ndarray, preset: str, out: Path,
-                          log: Callable[[str], None] = print, float_modules: list[str] | None = None) -> dict:
-    """Plan, quantize and save in one call (tests, benchmarks, scripts): the Q/DQ ONNX of `onnx_fp32` under
-    the policy `preset` at `out`; returns the placement facts plus the INT8 weighted nodes."""
-    import onnx
-    from edgefocal.precision.policy import plan_precision
-
-    plan = plan_precision(onnx.load(str(onnx_fp32)), preset, float_modules)
-    model, info = quantize(onnx_fp32, plan, calibration, log=log)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return {**info, "int8_nodes": plan.nodes(int8=True, roles_=WEIGHTED_ROLES), "path": str(out)}

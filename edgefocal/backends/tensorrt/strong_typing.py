@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from edgefocal.core import PRECISIONS
 from edgefocal.errors import BadInput
 
 #: DequantizeLinear/QuantizeLinear take FP16 scales from opset 19 on
@@ -47,7 +48,7 @@ def major_version(version: str) -> int:
 def typing_plan(version: str, precision: str) -> TypingPlan:
     """Strong typing from TensorRT 10 on (required on 11, the non-deprecated mode on 10.x); weak typing
     with the FP16/INT8 builder flags only on the TensorRT 8/9 that JetPack 5 ships."""
-    if precision not in ("fp32", "fp16", "int8"):
+    if precision not in PRECISIONS:
         raise BadInput(f"unknown TensorRT precision '{precision}'", hint="use fp32, fp16 or int8")
     low = precision in ("fp16", "int8")
     if major_version(version) >= 10:

@@ -53,8 +53,8 @@ def test_build_without_tensorrt_skips_engine_with_command(tiny_onnx, fmnist_cali
 
     ctx = _ctx(tmp_path, tiny_onnx, fmnist_calibration[:32], require_engine=True, dla_core=0)
     proxy, engine = build("tensorrt", "int8", ctx)
-    assert proxy.info["proxy_for"] == "TensorRT engine" and proxy.info["conformance"] == "pass"
-    assert engine.make_runner is None and "not installed" in engine.skipped and engine.info["required"] is True
+    assert proxy.proxy_for == "TensorRT engine" and proxy.info["conformance"] == "pass"
+    assert engine.make_runner is None and "not installed" in engine.skipped and engine.required is True
     cmd = engine.info["engine_command"]
     assert cmd.startswith("python -m edgefocal engine --onnx ") and "--precision int8" in cmd and "--dla-core 0" in cmd
     with proxy.make_runner() as runner:
@@ -101,7 +101,7 @@ def test_real_fp16_engine_matches_onnxruntime(tiny_onnx, fmnist_calibration, tmp
 @pytest.mark.gpu
 def test_real_int8_engine_compares_with_qdq_and_torch(tiny_focalnet, tiny_onnx, fmnist_calibration, tmp_path):
     """On a TensorRT machine: the strongly typed INT8 engine vs ONNX Runtime on the Q/DQ ONNX vs torch FP32."""
-    from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+    from qdq_helpers import qdq_onnx_for_tensorrt
     from edgefocal.backends.tensorrt import build_and_describe
     from edgefocal.backends.tensorrt.compare import compare_engine
 

@@ -7,7 +7,7 @@ import pytest
 
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
-from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+from qdq_helpers import qdq_onnx_for_tensorrt
 
 pytest.importorskip("polygraphy", reason="compare uses Polygraphy's Comparator: pip install 'edgefocal[tensorrt]'")
 

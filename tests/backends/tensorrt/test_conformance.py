@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
 from edgefocal.backends.tensorrt.conformance import assert_tensorrt_qdq, check_tensorrt_qdq, main
-from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+from qdq_helpers import qdq_onnx_for_tensorrt
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Engine building without TensorRT: the Polygraphy loader chain edgefocal constructs (Polygraphy's
-loaders are lazy, so their arguments are checked here and the chain runs up to the point where it imports
-TensorRT), the 8.x/10.x/11.x branching against `fake_tensorrt`, the trtexec path against `fake_trtexec`
+loaders are lazy, so the arguments edgefocal passes to them are checked here and the chain runs up to the
+point where it imports TensorRT), the 8.x/10.x/11.x branching against `fake_tensorrt`, the trtexec path against `fake_trtexec`
 (both FAKES, trt_fakes.py), and the conformance check on exactly the file TensorRT parses."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from trt_fakes import fake_tensorrt, fake_trtexec
 from edgefocal.errors import BadInput, EdgefocalError, MissingDependency
 from edgefocal.export import onnx_from_torch
 from edgefocal.backends.tensorrt.conformance import assert_tensorrt_qdq, check_tensorrt_qdq
-from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+from qdq_helpers import qdq_onnx_for_tensorrt
 from edgefocal.backends.tensorrt import engine as engine_mod
 from edgefocal.backends.tensorrt import polygraphy_build
 from edgefocal.backends.tensorrt.engine import (
@@ -63,9 +63,30 @@ def fake_trt(monkeypatch):
 
 
 @pytest.fixture
-def no_build(monkeypatch):
+def chain(monkeypatch):
+    """Polygraphy's loaders as edgefocal constructs them: each class records the arguments it was given
+    (by class name) and is otherwise Polygraphy's own."""
+    import polygraphy.backend.trt as polygraphy_trt
+
+    made: dict[str, tuple[tuple, dict]] = {}
+
+    def recording(cls):
+        class Recording(cls):
+            def __init__(self, *args, **kwargs):
+                made[cls.__name__] = (args, kwargs)
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(polygraphy_trt, cls.__name__, Recording)
+
+    for cls in (EngineBytesFromNetwork, PostprocessConfig):
+        recording(cls)
+    return made
+
+
+@pytest.fixture
+def no_build(monkeypatch, chain):
     """Replace the two calls that need TensorRT itself; record the loader chain that would be run."""
-    seen = {}
+    seen = {"chain": chain}
 
     def build_serialized(loader):
         seen["loader"] = loader
@@ -76,13 +97,13 @@ def no_build(monkeypatch):
     return seen
 
 
-def test_loader_chain_strongly_typed(fake_trt, tmp_path):
+def test_loader_chain_strongly_typed(fake_trt, chain, tmp_path):
     fake_trt("10.3.0")
     spec = EngineSpec("int8", (1, 32, 32), min_batch=1, opt_batch=4, max_batch=16, workspace_mib=256,
                       timing_cache=tmp_path / "tc.bin", sparse_weights=True)
     loader = polygraphy_build.engine_loader(tmp_path / "m.fp16.onnx", spec, typing_plan("10.3.0", "int8"))
     assert isinstance(loader, EngineBytesFromNetwork) and loader.timing_cache_path == str(tmp_path / "tc.bin")
-    network, config = loader._network, loader._config
+    network, config = chain["EngineBytesFromNetwork"][0]
     assert isinstance(network, NetworkFromOnnxPath) and network.path == str(tmp_path / "m.fp16.onnx")
     assert network.strongly_typed is True
     assert isinstance(config, CreateConfig) and not (config.fp16 or config.int8)  # precision from the graph
@@ -93,26 +114,29 @@ def test_loader_chain_strongly_typed(fake_trt, tmp_path):
     assert config.profiling_verbosity == "DETAILED" and config.use_dla is False
 
 
-def test_loader_chain_weakly_typed_before_tensorrt_10(fake_trt, tmp_path):
+def test_loader_chain_weakly_typed_before_tensorrt_10(fake_trt, chain, tmp_path):
     fake_trt("8.6.1")
     loader = polygraphy_build.engine_loader(tmp_path / "m.onnx", EngineSpec("int8", (1, 32, 32)),
                                             typing_plan("8.6.1", "int8"))
-    assert loader._network.strongly_typed is False and loader._config.fp16 and loader._config.int8
-    assert loader.timing_cache_path is None and loader._config.timing_cache_path is None
+    network, config = chain["EngineBytesFromNetwork"][0]
+    assert network.strongly_typed is False and config.fp16 and config.int8
+    assert loader.timing_cache_path is None and config.timing_cache_path is None
 
 
-def test_dla_core_is_set_by_edgefocal_not_polygraphy_default(fake_trt, tmp_path):
+def test_dla_core_is_set_by_edgefocal_not_polygraphy_default(fake_trt, chain, tmp_path):
     trt = fake_trt("10.3.0")
     spec = EngineSpec("fp16", (1, 32, 32), min_batch=4, opt_batch=4, max_batch=4, dla_core=1)
-    loader = polygraphy_build.engine_loader(tmp_path / "m.onnx", spec, typing_plan("10.3.0", "fp16"))
-    post = loader._config
-    assert isinstance(post, PostprocessConfig) and post._config.use_dla is False  # no PREFER_PRECISION_CONSTRAINTS
+    polygraphy_build.engine_loader(tmp_path / "m.onnx", spec, typing_plan("10.3.0", "fp16"))
+    post = chain["EngineBytesFromNetwork"][0][1]
+    created, apply = chain["PostprocessConfig"][0]
+    assert isinstance(post, PostprocessConfig)
+    assert isinstance(created, CreateConfig) and created.use_dla is False  # no PREFER_PRECISION_CONSTRAINTS
     config = type("Config", (), {"default_device_type": None, "DLA_core": None, "flags": []})()
     config.set_flag = config.flags.append
-    post._func(type("Builder", (), {"num_DLA_cores": 2})(), None, config)
+    apply(type("Builder", (), {"num_DLA_cores": 2})(), None, config)
     assert (config.default_device_type, config.DLA_core, config.flags) == (trt.DeviceType.DLA, 1, ["GPU_FALLBACK"])
     with pytest.raises(BadInput, match="DLA core 1 requested, this device has 0"):
-        post._func(type("Builder", (), {"num_DLA_cores": 0})(), None, config)
+        apply(type("Builder", (), {"num_DLA_cores": 0})(), None, config)
 
 
 def test_polygraphy_runs_until_it_imports_tensorrt(fake_trt, tiny_paths, monkeypatch):
@@ -138,7 +162,8 @@ def test_engine_from_onnx_per_version(version, precision, strongly_typed, flags,
                       sparse_weights="SPARSE_WEIGHTS" in flags)
     result = engine_from_onnx(onnx_path, tmp_path / "m.engine", spec, log=lambda s: None)
     assert (result.strongly_typed, result.flags, result.onnx_built.name) == (strongly_typed, flags, parsed)
-    assert no_build["loader"]._network.path == str(result.onnx_built)  # Polygraphy parses the checked file
+    network = no_build["chain"]["EngineBytesFromNetwork"][0][0]
+    assert network.path == str(result.onnx_built)  # Polygraphy parses the checked file
     assert (tmp_path / "m.engine").read_bytes() == b"fake-plan" and (tmp_path / "cache").is_dir()
     assert result.builder == "polygraphy" and result.tensorrt_version == version
     assert result.residency() == {"GPU": 1}

@@ -15,8 +15,9 @@ import pytest
 
 from edgefocal.errors import MissingDependency
 from edgefocal.export import onnx_from_torch
-from edgefocal.precision import modelopt_qdq
-from edgefocal.precision.policy import WEIGHTED_ROLES, plan_precision
+from edgefocal.backends.tensorrt import modelopt_qdq
+from edgefocal.plan import WEIGHTED_ROLES
+from edgefocal.precision.policy import plan_precision
 
 # installed means usable: a ModelOpt that is found but fails to import fails these tests instead of skipping
 needs_modelopt = pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,

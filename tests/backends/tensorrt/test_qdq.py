@@ -8,8 +8,9 @@ import pytest
 
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
-from edgefocal.precision.policy import PRESETS, WEIGHTED_ROLES, get_preset, plan_precision
-from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+from edgefocal.plan import PRESETS, WEIGHTED_ROLES, get_preset
+from edgefocal.precision.policy import plan_precision
+from qdq_helpers import qdq_onnx_for_tensorrt
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from edgefocal.errors import BadInput
 from edgefocal.export import onnx_from_torch
 from edgefocal.backends.tensorrt.conformance import assert_tensorrt_qdq, check_tensorrt_qdq
-from edgefocal.backends.tensorrt.qdq import qdq_onnx_for_tensorrt
+from qdq_helpers import qdq_onnx_for_tensorrt
 from edgefocal.backends.tensorrt.strong_typing import TypingPlan, fp16_onnx_for_strong_typing, typing_plan
 
 pytest.importorskip("onnx_graphsurgeon", reason="the FP16 conversion needs it: pip install 'edgefocal[tensorrt]'")

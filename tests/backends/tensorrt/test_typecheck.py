@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "pyrightconfig.json"
 STUBS = REPO / "build" / "trt-stubs"
 # the same pins as the type-check step in .ci/run
@@ -74,6 +74,6 @@ def test_tensorrt_package_passes_the_check(checker):
 
 def test_no_ignore_comments_in_the_tensorrt_package():
     pattern = re.compile(r"#\s*(type|pyright)\s*:\s*ignore")
-    found = [f"{p.name}:{i}" for p in sorted((REPO / "edgefocal" / "targets" / "tensorrt").glob("*.py"))
+    found = [f"{p.name}:{i}" for p in sorted((REPO / "edgefocal" / "backends" / "tensorrt").glob("*.py"))
              for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
