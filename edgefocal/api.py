@@ -73,8 +73,9 @@ def build(
         eval: `(images, labels)` (float32 NCHW, integer class indices) or an ImageFolder directory; every
             image is evaluated unless `**{"eval.size": N}` asks for a class-balanced subset. None: the
             recipe's eval set.
-        targets: "openvino", "onnxruntime", "tensorrt", "coreml" or "auto", or a list of them.
-        precision: "int8", "fp16" or "fp32".
+        targets: a backend name (`edgefocal.backends.names()`: the built-in runtimes and any registered with
+            `edgefocal.backends.register`) or "auto", or a list of them.
+        precision: one of `edgefocal.core.PRECISIONS` ("fp32", "fp16", "int8").
         output: the output directory (replaced atomically); None: the recipe's.
         recipe: a YAML recipe whose fields the other arguments override; None: the built-in defaults.
         data_config: preprocessing (input_size, mean, std, interpolation, crop_pct, crop_mode). Required for

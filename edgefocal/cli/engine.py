@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from edgefocal.cli.build import default_recipe
     from edgefocal.recipe import load_recipe
-    from edgefocal.backends.tensorrt.compare import compare_for_recipe
+    from edgefocal.backends.tensorrt.cross_check import compare_for_recipe
 
     recipe = load_recipe(args.recipe or default_recipe())
     result = compare_for_recipe(engine, args.onnx, recipe, args.images, args.batch[1], args.atol, args.rtol)

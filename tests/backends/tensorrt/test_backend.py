@@ -103,7 +103,7 @@ def test_real_int8_engine_compares_with_qdq_and_torch(tiny_focalnet, tiny_onnx, 
     """On a TensorRT machine: the strongly typed INT8 engine vs ONNX Runtime on the Q/DQ ONNX vs torch FP32."""
     from qdq_helpers import qdq_onnx_for_tensorrt
     from edgefocal.backends.tensorrt import build_and_describe
-    from edgefocal.backends.tensorrt.compare import compare_engine
+    from edgefocal.backends.tensorrt.cross_check import compare_engine
 
     qdq = tmp_path / "m_qdq.onnx"
     qdq_onnx_for_tensorrt(tiny_onnx, fmnist_calibration[:64], "focalnet", qdq, log=lambda s: None)

@@ -11,7 +11,7 @@ from qdq_helpers import qdq_onnx_for_tensorrt
 
 pytest.importorskip("polygraphy", reason="compare uses Polygraphy's Comparator: pip install 'edgefocal[tensorrt]'")
 
-from edgefocal.backends.tensorrt.compare import compare_engine  # noqa: E402
+from edgefocal.backends.tensorrt.cross_check import compare_engine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
