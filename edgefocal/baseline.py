@@ -4,24 +4,33 @@ A build's own gates bound an artifact against the FP32 reference of the same run
 change that costs 0.4 pt of agreement or 20 % of speed while staying inside loose absolute bounds. This
 module compares every requested artifact with the same artifact (matched by label) in a baseline:
 top-1, agreement and cosine on the same eval set, speedup as the same-run ratio to the reference (never
-milliseconds across runs: those move with the machine's load), and artifact size.
+milliseconds across runs: those move with the machine's load), artifact size, and serving memory and cold
+start as ratios to the same run's FP32 reference (gate_serving.py).
 
 Only like is compared with like: a baseline from another model, eval set or calibration set is refused
-(BadInput, exit 2); one from another machine class is compared on accuracy only, and says so."""
+(BadInput, exit 2); one from another machine class is compared on accuracy (and serving memory, a ratio)
+only, and says so."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgefocal.core import Row
 from edgefocal.errors import BadInput
 from edgefocal.gate import INCONCLUSIVE, PASSED, GateResult, inconclusive, interval_verdict
 from edgefocal.machine import machine_class
 from edgefocal.recipe import Gates
 
 
+def with_rows(report: dict) -> dict:
+    """The report with its rows as Row (a loaded report.json's dicts are read with Row.from_dict, of any
+    schema: the rows of schema 1, before report.json had a "schema" key, have the same keys)."""
+    return {**report, "rows": [r if isinstance(r, Row) else Row.from_dict(r) for r in report["rows"]]}
+
+
 def load_report(path: Path) -> dict:
-    """A report.json, or the output directory holding one."""
+    """A report.json, or the output directory holding one, its rows as Row."""
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
     if not file.is_file():
@@ -33,7 +42,7 @@ def load_report(path: Path) -> dict:
         raise BadInput(f"{file} is not valid JSON ({e})", hint="use the report.json a build wrote") from None
     if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
         raise BadInput(f"{file} is not an edgefocal report (no rows)", hint="use the report.json a build wrote")
-    return report
+    return with_rows(report)
 
 
 def _identity(report: dict) -> dict[tuple[str, str], object]:
@@ -127,19 +136,19 @@ def _points_gate(name: str, label: str, metric: str, old: float | None, new: flo
     return GateResult(name, label, lost, bound, lost <= bound, baseline=old, detail=detail)
 
 
-def _speedup_gate(gates: Gates, label: str, batch: str, old_row: dict, new_row: dict) -> GateResult | None:
+def _speedup_gate(gates: Gates, label: str, batch: str, old_row: Row, new_row: Row) -> GateResult | None:
     """Speedup (same-run ratio to the reference) may lose at most `max_speedup_regression` of the
     baseline's; decided on the new interval, and only on stable measurements."""
-    old_s = _by_batch(old_row.get("speedup_vs_reference")).get(batch)
-    new_s = _by_batch(new_row.get("speedup_vs_reference")).get(batch)
+    old_s = _by_batch(old_row.speedup_vs_reference).get(batch)
+    new_s = _by_batch(new_row.speedup_vs_reference).get(batch)
     if old_s is None or new_s is None:
         return None
     name, bound = f"max_speedup_regression b{batch}", gates.max_speedup_regression
     floor = old_s * (1.0 - bound)
     lost = 1.0 - new_s / old_s
     detail = f"speedup {new_s:.3g}x now, {old_s:.3g}x in the baseline ({new_s / old_s - 1.0:+.1%}); floor {floor:.3g}x"
-    old_stab = _by_batch(old_row.get("latency_stability")).get(batch)
-    new_stab = _by_batch(new_row.get("latency_stability")).get(batch)
+    old_stab = _by_batch(old_row.latency_stability).get(batch)
+    new_stab = _by_batch(new_row.latency_stability).get(batch)
     if old_stab is not None and not old_stab.get("stable", True):
         return inconclusive(name, label, lost, bound, gates, f"{detail}; the baseline's latency was unstable",
                             baseline=old_s)
@@ -154,8 +163,8 @@ def _speedup_gate(gates: Gates, label: str, batch: str, old_row: dict, new_row: 
     return GateResult(name, label, lost, bound, verdict == PASSED, verdict, old_s, detail)
 
 
-def _size_gate(gates: Gates, label: str, old_row: dict, new_row: dict) -> GateResult | None:
-    old, new = old_row.get("size_bytes"), new_row.get("size_bytes")
+def _size_gate(gates: Gates, label: str, old_row: Row, new_row: Row) -> GateResult | None:
+    old, new = old_row.size_bytes, new_row.size_bytes
     if not old or not new:
         return None
     growth = new / old - 1.0
@@ -164,38 +173,46 @@ def _size_gate(gates: Gates, label: str, old_row: dict, new_row: dict) -> GateRe
                       baseline=float(old), detail=detail)
 
 
-def _delta(label: str, old: dict, new: dict) -> dict:
-    pair = lambda k: [old.get(k), new.get(k)]  # noqa: E731
-    speed_old, speed_new = _by_batch(old.get("speedup_vs_reference")), _by_batch(new.get("speedup_vs_reference"))
+def _delta(label: str, old: Row, new: Row) -> dict:
+    from edgefocal.gate_serving import serving_delta
+
+    pair = lambda k: [getattr(old, k), getattr(new, k)]  # noqa: E731
+    speed_old, speed_new = _by_batch(old.speedup_vs_reference), _by_batch(new.speedup_vs_reference)
     return {"label": label, "top1": pair("top1"), "agreement": pair("agreement"), "cosine": pair("cosine"),
             "size_bytes": pair("size_bytes"),
-            "speedup": {b: [speed_old.get(b), speed_new.get(b)] for b in speed_new if b in speed_old}}
+            "speedup": {b: [speed_old.get(b), speed_new.get(b)] for b in speed_new if b in speed_old},
+            **serving_delta(old, new)}
 
 
-def compare_artifact(gates: Gates, label: str, old: dict, new: dict, latency: bool) -> list[GateResult]:
-    """Every bound the recipe sets, for one artifact present in both reports."""
+def compare_artifact(gates: Gates, label: str, old: Row, new: Row, latency: bool, old_ref: Row | None = None,
+                     new_ref: Row | None = None) -> list[GateResult]:
+    """Every bound the recipe sets, for one artifact present in both reports; the serving bounds need each
+    report's FP32 reference row (`old_ref`, `new_ref`): they compare ratios to it (gate_serving.py)."""
+    from edgefocal.gate_serving import serving_regressions
+
     out = []
     if gates.max_top1_regression is not None:
-        out.append(_points_gate("max_top1_regression", label, "top-1", old.get("top1"), new.get("top1"),
+        out.append(_points_gate("max_top1_regression", label, "top-1", old.top1, new.top1,
                                 gates.max_top1_regression))
     if gates.max_agreement_regression is not None:
-        out.append(_points_gate("max_agreement_regression", label, "agreement", old.get("agreement"),
-                                new.get("agreement"), gates.max_agreement_regression))
+        out.append(_points_gate("max_agreement_regression", label, "agreement", old.agreement,
+                                new.agreement, gates.max_agreement_regression))
     if latency and gates.max_speedup_regression is not None:
-        batches = sorted(_by_batch(new.get("speedup_vs_reference")), key=int)
+        batches = sorted(_by_batch(new.speedup_vs_reference), key=int)
         out += [g for b in batches if (g := _speedup_gate(gates, label, b, old, new)) is not None]
     if gates.max_size_growth is not None and (g := _size_gate(gates, label, old, new)) is not None:
         out.append(g)
-    return out
+    return out + serving_regressions(gates, label, old, new, old_ref, new_ref, latency)
 
 
-def improvements(gates: Gates, label: str, old: dict, new: dict) -> list[str]:
+def improvements(gates: Gates, label: str, old: Row, new: Row) -> list[str]:
     """Gains larger than a regression bound: not a failure, but worth a new baseline so they are kept."""
     out = []
     for key, name, bound in (("top1", "top-1", gates.max_top1_regression),
                              ("agreement", "agreement", gates.max_agreement_regression)):
-        if bound is not None and old.get(key) is not None and new.get(key) is not None:
-            gained = (new[key] - old[key]) * 100.0
+        before, after = getattr(old, key), getattr(new, key)
+        if bound is not None and before is not None and after is not None:
+            gained = (after - before) * 100.0
             if gained > bound:
                 out.append(f"{label}: {name} improved {gained:.2f} pt over the baseline: make this build the "
                            "new baseline to keep the gain")
@@ -203,32 +220,54 @@ def improvements(gates: Gates, label: str, old: dict, new: dict) -> list[str]:
 
 
 def compare_reports(old: dict, new: dict, gates: Gates, baseline: str = "the baseline") -> Comparison:
-    """Compare the new report's requested artifacts with the baseline's. `baseline` names it in messages."""
+    """Compare the new report's requested artifacts with the baseline's. `baseline` names it in messages.
+    Rows are Row objects (load_report's); a report.json dict's rows are read with Row.from_dict."""
     notes = check_same_inputs(old, new, baseline)
     latency, why = latency_comparable(old, new)
     comp = Comparison(baseline, notes=notes + ([why] if why else []), accuracy_only=not latency)
-    old_rows = {r["label"]: r for r in old["rows"]}
-    new_rows = {r["label"]: r for r in new["rows"]}
+    old_rows = {r.label: r for r in with_rows(old)["rows"]}
+    new_rows = {r.label: r for r in with_rows(new)["rows"]}
     for label, row in new_rows.items():
-        if not row.get("requested"):
+        if not row.requested:
             continue
         base = old_rows.get(label)
-        if row.get("skipped") and (base is None or base.get("skipped")):
+        if row.skipped and (base is None or base.skipped):
             continue  # not built now, not built then (an engine on a machine without TensorRT)
-        if base is None or base.get("skipped"):
+        if base is None or base.skipped:
             comp.notes.append(f"{label}: not in the baseline (a new artifact): nothing to compare")
-        elif row.get("skipped"):
+        elif row.skipped:
             comp.results.append(GateResult("built as in the baseline", label, None, "built", False,
-                                           detail=f"skipped now: {row['skipped']}"))
+                                           detail=f"skipped now: {row.skipped}"))
         else:
-            comp.results += compare_artifact(gates, label, base, row, latency)
+            comp.results += compare_artifact(gates, label, base, row, latency, _reference(old_rows, base),
+                                             _reference(new_rows, row))
             comp.deltas.append(_delta(label, base, row))
             comp.notes += improvements(gates, label, base, row)
     for label, base in old_rows.items():
-        if base.get("requested") and not base.get("skipped") and label not in new_rows:
+        if base.requested and not base.skipped and label not in new_rows:
             comp.results.append(GateResult("built as in the baseline", label, None, "built", False,
                                            detail="the baseline has this artifact; this build does not"))
+    comp.notes += _serving_notes(old_rows, new_rows, latency)
     return comp
+
+
+def _reference(rows: dict[str, Row], row: Row) -> Row | None:
+    """The same-run FP32 row a row's serving ratios are taken against (the CPU baseline for CPU runners
+    beside a GPU reference, as for speedups)."""
+    from edgefocal.verify.compare import REFERENCE
+
+    return rows.get(row.speedup_against or REFERENCE)
+
+
+def _serving_notes(old_rows: dict[str, Row], new_rows: dict[str, Row], latency: bool) -> list[str]:
+    measured = lambda rows: any(r.cold_start_ms is not None or r.serving_memory_mb for r in rows.values())  # noqa: E731
+    if not measured(new_rows):
+        return []
+    if not measured(old_rows):
+        return ["the baseline has no serving figures (a report of schema < 3): cold start and memory not compared"]
+    if not latency:
+        return ["serving memory compared as the ratio to each run's FP32 reference; cold start not (a time)"]
+    return []
 
 
 def compare_paths(old: Path, new: Path, gates: Gates) -> Comparison:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
 import numpy as np
 
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     import torch
 
     from edgefocal.recipe import Recipe
+
+#: the precisions a build can ask for; every other list of them derives from this one
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class Runner(abc.ABC):
@@ -125,10 +129,111 @@ class Artifact:
         return f"{self.target} {self.precision}" + (f" ({self.variant})" if self.variant else "")
 
 
+@dataclass
+class Row:
+    """One row of the report: a runner's figures (accuracy against the reference, latency, size) and the
+    flags the gates read. `facts` holds what a backend adds (Artifact.info: engine_command, conformance
+    facts, Core ML compression stats); report.json has them flat beside the fields (`to_dict`).
+
+    Batch-keyed figures are keyed by int in memory and by str in a loaded report.json; readers accept both
+    (summary.by_batch)."""
+
+    label: str
+    target: str = ""
+    precision: str = ""
+    requested: bool = False  # an artifact the recipe asked for (gated); False for references and baselines
+    path: str | None = None  # the artifact, relative to the output directory; None for torch rows
+    size_bytes: int | None = None
+    skipped: str | None = None  # why it was not run here
+    variant: str | None = None
+    required: bool = False  # a skipped required artifact fails the build
+    no_latency: str | None = None  # why its latency was not measured
+    proxy_for: str | None = None  # what this runner stands in for
+    notes: list[str] = field(default_factory=list)
+    device: str | None = None  # where it ran; None: not run
+    top1: float | None = None
+    top5: float | None = None
+    top1_drop: float | None = None  # points below the reference
+    agreement: float | None = None
+    cosine: float | None = None
+    max_abs_diff: float | None = None
+    latency_ms: dict | None = None  # {batch: {"p50", "p90", "p99", "mean"}}
+    throughput: dict | None = None  # {batch: images/s}
+    speedup_vs_reference: dict | None = None  # {batch: ratio of p50s to the row's baseline}
+    speedup_interval: dict | None = None  # {batch: [low, high]}
+    latency_stability: dict | None = None  # {batch: verify/stability.py's verdict}
+    latency_samples_ms: dict | None = None
+    latency_rounds_ms: dict | None = None
+    foreign_load: dict | None = None
+    speedup_against: str | None = None  # the baseline row's label, where it is not the reference
+    # serving figures (verify/serving.py), each from fresh child processes of the same build
+    cold_start_ms: float | None = None  # median load + compile time over bench.cold_start_runs processes
+    first_inference_ms: float | None = None  # the first batch-1 inference after load (median)
+    serving_memory_mb: dict[int, float] = field(default_factory=dict)  # {batch: peak RSS after serving it}
+    consistency: dict | None = None  # {"consistent", "images", "mismatches", "max_logit_gap", "repeatable", "batch"}
+    serving_note: str | None = None  # why the serving figures are missing here, or what they do not cover
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    _FLAGS = ("variant", "required", "no_latency", "proxy_for", "serving_note")  # written only when set
+    _MEASURED = ("device", "top1", "top5", "top1_drop", "agreement", "cosine", "max_abs_diff", "latency_ms",
+                 "throughput", "speedup_vs_reference", "latency_samples_ms", "latency_rounds_ms", "foreign_load",
+                 "latency_stability", "speedup_interval", "speedup_against", "cold_start_ms", "first_inference_ms",
+                 "consistency")  # written when not None
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        from dataclasses import fields
+
+        return frozenset(f.name for f in fields(cls)) - {"facts"}
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set fields from a flat dict (metrics.compare's, bench.row_fields'); other keys become facts."""
+        names = self.field_names()
+        for key, value in values.items():
+            if key in names:
+                setattr(self, key, value)
+            else:
+                self.facts[key] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as report.json holds it: flat, facts beside the fields; an artifact row (one with a path)
+        always has path, size_bytes and skipped, flags and figures appear only when set."""
+        out: dict[str, Any] = {"label": self.label, "target": self.target, "precision": self.precision}
+        if self.path is not None:
+            out.update(path=self.path, size_bytes=self.size_bytes)
+        elif self.size_bytes is not None:
+            out["size_bytes"] = self.size_bytes
+        out["requested"] = self.requested
+        if self.path is not None or self.skipped is not None:
+            out["skipped"] = self.skipped
+        out.update({k: v for k, v in self.facts.items() if k not in out})
+        out.update({k: getattr(self, k) for k in self._FLAGS if getattr(self, k)})
+        if self.notes:
+            out["notes"] = list(self.notes)
+        out.update({k: getattr(self, k) for k in self._MEASURED if getattr(self, k) is not None})
+        if self.serving_memory_mb:
+            out["serving_memory_mb"] = self.serving_memory_mb
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Row":
+        """A row of report.json, of this schema or an older one: unknown keys become facts, missing ones
+        their defaults."""
+        names = cls.field_names()
+        known = {k: v for k, v in d.items() if k in names}
+        known["notes"] = list(known.get("notes") or [])
+        known["requested"] = bool(known.get("requested", False))
+        known["required"] = bool(known.get("required", False))
+        known["serving_memory_mb"] = dict(known.get("serving_memory_mb") or {})
+        return cls(**known, facts={k: v for k, v in d.items() if k not in names})
+
+
 def jsonable(obj):
     """Plain JSON types: str keys, lists, str paths, Python numbers."""
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, Row):
+        return jsonable(obj.to_dict())
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, Path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgefocal.core import Row
 from edgefocal.recipe import Gates
 
 PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
@@ -52,17 +53,19 @@ def interval_verdict(low: float, high: float, bound: float) -> str:
     return INCONCLUSIVE
 
 
-def speedup_gate(gates: Gates, row: dict) -> GateResult:
+def speedup_gate(gates: Gates, row: Row | dict) -> GateResult:
     """min_speedup at the smallest batch. With stability figures (verify/bench.py) it decides on the
     interval of the per-round ratios and only when the measurement was stable; a row without them (an
-    old report, a benchmark run without a policy) is gated on the pooled ratio as before."""
-    label, bound = row["label"], gates.min_speedup
-    speedups = row.get("speedup_vs_reference") or {}
+    old report, a benchmark run without a policy) is gated on the pooled ratio as before. A report.json
+    row (a dict) is read with Row.from_dict."""
+    row = _row(row)
+    label, bound = row.label, gates.min_speedup
+    speedups = row.speedup_vs_reference or {}
     if not speedups:
         return GateResult("min_speedup", label, None, bound, False)
     batch = min(speedups, key=int)
     value = speedups[batch]
-    stab = (row.get("latency_stability") or {}).get(batch)
+    stab = (row.latency_stability or {}).get(batch)
     if stab is None:
         return GateResult("min_speedup", label, value, bound, value >= bound)
     low, high = stab["speedup_low"], stab["speedup_high"]
@@ -75,27 +78,101 @@ def speedup_gate(gates: Gates, row: dict) -> GateResult:
     return GateResult("min_speedup", label, value, bound, verdict == PASSED, verdict, detail=where)
 
 
-def check_gates(gates: Gates, rows: list[dict]) -> list[GateResult]:
-    """`rows` are report rows of the requested artifacts (top1_drop in points, agreement,
-    speedup_vs_reference keyed by batch size, latency_stability, skipped/required)."""
+def _row(row: Row | dict) -> Row:
+    return row if isinstance(row, Row) else Row.from_dict(row)
+
+
+def check_gates(gates: Gates, rows: list[Row] | list[dict]) -> list[GateResult]:
+    """`rows` are the report rows of the requested artifacts (top1_drop in points, agreement,
+    speedup_vs_reference keyed by batch size, latency_stability, skipped/required); report.json's dicts
+    are read with Row.from_dict. The serving bounds (verify/serving.py's figures) are `serving_gates`."""
     results = []
-    for row in rows:
-        label = row["label"]
-        if row.get("skipped"):
-            if row.get("required"):
-                results.append(GateResult("required artifact built", label, None, row["skipped"], False))
+    for row in map(_row, rows):
+        label = row.label
+        if row.skipped:
+            if row.required:
+                results.append(GateResult("required artifact built", label, None, row.skipped, False))
             continue
         if gates.max_top1_drop is not None:
-            v = row.get("top1_drop")
+            v = row.top1_drop
             results.append(GateResult("max_top1_drop", label, v, gates.max_top1_drop,
                                       v is not None and v <= gates.max_top1_drop))
         if gates.min_agreement is not None:
-            v = row.get("agreement")
+            v = row.agreement
             results.append(GateResult("min_agreement", label, v, gates.min_agreement,
                                       v is not None and v >= gates.min_agreement))
         if gates.min_speedup is not None:
             results.append(speedup_gate(gates, row))
+        results += serving_gates(gates, row)
     return results
+
+
+# --- serving: cold start and memory are judged over their runs, like latency over its rounds: pass only when
+# every run is within the bound, fail only when every run is past it, otherwise inconclusive ---
+
+def at_most_verdict(low: float, high: float, bound: float) -> str:
+    """For an at-most bound: pass only if the whole interval is within it, fail only if all of it is past."""
+    if high <= bound:
+        return PASSED
+    if low > bound:
+        return FAILED
+    return INCONCLUSIVE
+
+
+def str_keys(d: dict | None) -> dict[str, object]:
+    """Batch-keyed figures with str keys (a report in memory has int keys, a loaded report.json str)."""
+    return {str(k): v for k, v in (d or {}).items()}
+
+
+def largest_batch(row: Row) -> str | None:
+    batches = str_keys(row.serving_memory_mb)
+    return max(batches, key=int) if batches else None
+
+
+def runs(row: Row, key: str, batch: str | None = None) -> list[float]:
+    """The per-run figures behind a median (empty for a report without them)."""
+    values = row.facts.get(key)
+    if batch is not None:
+        values = str_keys(values).get(batch)
+    return [float(v) for v in values or []]
+
+
+def bound_gate(gates: Gates, name: str, row: Row, value: float | None, per_run: list[float], bound: float,
+               what: str) -> GateResult:
+    if value is None:
+        return GateResult(name, row.label, None, bound, False, detail=row.serving_note or f"{what} not measured")
+    low, high = (min(per_run), max(per_run)) if per_run else (value, value)
+    detail = f"{what} {value:.4g}, median of {len(per_run) or 1} runs ({low:.4g}-{high:.4g})"
+    verdict = at_most_verdict(low, high, bound)
+    if verdict == INCONCLUSIVE:
+        return inconclusive(name, row.label, value, bound, gates, detail + ": the runs straddle the bound")
+    return GateResult(name, row.label, value, bound, verdict == PASSED, verdict, detail=detail)
+
+
+def consistency_gate(row: Row) -> GateResult:
+    c = row.consistency or {}
+    detail = (f"top-1 at batch 1 and batch {c.get('batch')}: {c.get('mismatches')} of {c.get('images')} images "
+              f"differ, max logit gap {c.get('max_logit_gap', 0):.3g}; two passes "
+              + ("identical" if c.get("repeatable") else "NOT identical"))
+    ok = bool(c.get("consistent")) and bool(c.get("repeatable"))
+    return GateResult("require_consistent_batches", row.label, float(c.get("mismatches", 0)), 0, ok, detail=detail)
+
+
+def serving_gates(gates: Gates, row: Row) -> list[GateResult]:
+    """The absolute serving bounds on one requested, not skipped, row."""
+    out = []
+    if gates.max_cold_start_ms is not None:
+        out.append(bound_gate(gates, "max_cold_start_ms", row, row.cold_start_ms, runs(row, "cold_start_runs_ms"),
+                              gates.max_cold_start_ms, "cold start ms"))
+    if gates.max_serving_memory_mb is not None:
+        batch = largest_batch(row)
+        value = str_keys(row.serving_memory_mb).get(batch) if batch else None
+        out.append(bound_gate(gates, "max_serving_memory_mb", row, value,
+                              runs(row, "serving_memory_runs_mb", batch), gates.max_serving_memory_mb,
+                              f"peak memory MB serving batch {batch}"))
+    if gates.require_consistent_batches and row.consistency:
+        out.append(consistency_gate(row))
+    return out
 
 
 def counts(results: list[GateResult]) -> dict[str, int]:

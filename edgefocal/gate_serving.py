@@ -1,81 +1,13 @@
-"""The serving gates (verify/serving.py's figures): cold start and serving memory against absolute bounds,
-batch consistency, and, against a baseline, memory growth and cold-start regression.
-
-Cold start and memory move between runs, so they are judged like the latency gates: on the interval of
-the per-run figures (facts cold_start_runs_ms, serving_memory_runs_mb), passing only when the whole
-interval is within the bound, failing only when all of it is past it, and otherwise `inconclusive`
-(gates.on_unstable decides what that does to the build). Against a baseline they are compared as the
-ratio to the same run's FP32 reference, never as milliseconds or megabytes across runs. A row without the
-figures (a report of schema ≤ 2, a row measured nowhere) is not compared."""
+"""Serving regression gates (verify/serving.py's figures against a baseline report, for baseline.py): memory
+growth and cold-start regression, each as the ratio to the same run's FP32 reference, never megabytes or
+milliseconds across runs. Decided like the latency gates, on the interval of the per-run ratios: within
+the ceiling passes, all past it fails, straddling it is `inconclusive` (gates.on_unstable decides). A row
+without the figures (a report of schema ≤ 2) is not compared. The absolute serving bounds are gate.py's."""
 from __future__ import annotations
 
 from edgefocal.core import Row
-from edgefocal.gate import FAILED, INCONCLUSIVE, PASSED, GateResult, inconclusive
+from edgefocal.gate import INCONCLUSIVE, PASSED, GateResult, at_most_verdict, inconclusive, runs, str_keys
 from edgefocal.recipe import Gates
-
-
-def at_most_verdict(low: float, high: float, bound: float) -> str:
-    """For an at-most bound: pass only if the whole interval is within it, fail only if all of it is past."""
-    if high <= bound:
-        return PASSED
-    if low > bound:
-        return FAILED
-    return INCONCLUSIVE
-
-
-def by_batch(d: dict | None) -> dict[str, object]:
-    return {str(k): v for k, v in (d or {}).items()}
-
-
-def largest_batch(row: Row) -> str | None:
-    batches = by_batch(row.serving_memory_mb)
-    return max(batches, key=int) if batches else None
-
-
-def runs(row: Row, key: str, batch: str | None = None) -> list[float]:
-    """The per-run figures behind a median (empty for a report without them)."""
-    values = row.facts.get(key)
-    if batch is not None:
-        values = by_batch(values).get(batch)
-    return [float(v) for v in values or []]
-
-
-def bound_gate(gates: Gates, name: str, row: Row, value: float | None, per_run: list[float], bound: float,
-               what: str) -> GateResult:
-    if value is None:
-        return GateResult(name, row.label, None, bound, False, detail=row.serving_note or f"{what} not measured")
-    low, high = (min(per_run), max(per_run)) if per_run else (value, value)
-    detail = f"{what} {value:.4g}, median of {len(per_run) or 1} runs ({low:.4g}-{high:.4g})"
-    verdict = at_most_verdict(low, high, bound)
-    if verdict == INCONCLUSIVE:
-        return inconclusive(name, row.label, value, bound, gates, detail + ": the runs straddle the bound")
-    return GateResult(name, row.label, value, bound, verdict == PASSED, verdict, detail=detail)
-
-
-def consistency_gate(row: Row) -> GateResult:
-    c = row.consistency or {}
-    detail = (f"top-1 at batch 1 and batch {c.get('batch')}: {c.get('mismatches')} of {c.get('images')} images "
-              f"differ, max logit gap {c.get('max_logit_gap', 0):.3g}; two passes "
-              + ("identical" if c.get("repeatable") else "NOT identical"))
-    ok = bool(c.get("consistent")) and bool(c.get("repeatable"))
-    return GateResult("require_consistent_batches", row.label, float(c.get("mismatches", 0)), 0, ok, detail=detail)
-
-
-def serving_gates(gates: Gates, row: Row) -> list[GateResult]:
-    """The absolute serving bounds on one requested, not skipped, row."""
-    out = []
-    if gates.max_cold_start_ms is not None:
-        out.append(bound_gate(gates, "max_cold_start_ms", row, row.cold_start_ms, runs(row, "cold_start_runs_ms"),
-                              gates.max_cold_start_ms, "cold start ms"))
-    if gates.max_serving_memory_mb is not None:
-        batch = largest_batch(row)
-        value = by_batch(row.serving_memory_mb).get(batch) if batch else None
-        out.append(bound_gate(gates, "max_serving_memory_mb", row, value,
-                              runs(row, "serving_memory_runs_mb", batch), gates.max_serving_memory_mb,
-                              f"peak memory MB serving batch {batch}"))
-    if gates.require_consistent_batches and row.consistency:
-        out.append(consistency_gate(row))
-    return out
 
 
 def ratio_gate(gates: Gates, name: str, label: str, what: str, old: tuple, new: tuple, new_runs: tuple,
@@ -104,8 +36,8 @@ def serving_regressions(gates: Gates, label: str, old: Row, new: Row, old_ref: R
         return []
     out = []
     if gates.max_memory_growth is not None:
-        old_mem, new_mem = by_batch(old.serving_memory_mb), by_batch(new.serving_memory_mb)
-        old_rm, new_rm = by_batch(old_ref.serving_memory_mb), by_batch(new_ref.serving_memory_mb)
+        old_mem, new_mem = str_keys(old.serving_memory_mb), str_keys(new.serving_memory_mb)
+        old_rm, new_rm = str_keys(old_ref.serving_memory_mb), str_keys(new_ref.serving_memory_mb)
         for b in sorted(new_mem, key=int):
             g = ratio_gate(gates, f"max_memory_growth b{b}", label, f"peak memory MB serving batch {b}",
                            (old_mem.get(b), old_rm.get(b)), (new_mem.get(b), new_rm.get(b)),
@@ -123,7 +55,7 @@ def serving_regressions(gates: Gates, label: str, old: Row, new: Row, old_ref: R
 
 def serving_delta(old: Row, new: Row) -> dict:
     """Before/after serving figures of one compared artifact (report.json's baseline deltas)."""
-    old_mem, new_mem = by_batch(old.serving_memory_mb), by_batch(new.serving_memory_mb)
+    old_mem, new_mem = str_keys(old.serving_memory_mb), str_keys(new.serving_memory_mb)
     return {"cold_start_ms": [old.cold_start_ms, new.cold_start_ms],
             "first_inference_ms": [old.first_inference_ms, new.first_inference_ms],
             "serving_memory_mb": {b: [old_mem.get(b), new_mem.get(b)] for b in new_mem},

@@ -6,11 +6,14 @@ import html
 import json
 from pathlib import Path
 
+from edgefocal.core import jsonable
 from edgefocal.gate import FAILED, INCONCLUSIVE, PASSED, counts, from_dict
 from edgefocal.junit import write_junit
+from edgefocal.serving_report import matrix_cells
 from edgefocal.summary import speedup_text
 
-HEAD = ["entry", "artifact", "top-1", "drop pt", "agreement", "×ref (smallest batch)", "MB", "gates", "baseline"]
+HEAD = ["entry", "artifact", "top-1", "drop pt", "agreement", "×ref (smallest batch)", "MB", "cold start",
+        "memory MB", "batch-consistent", "gates", "baseline"]
 _SLIM = ("latency_samples_ms", "latency_rounds_ms", "foreign_load")  # per-sample data stays in each report.json
 
 
@@ -39,18 +42,18 @@ def table_rows(result) -> list[list[str]]:
     for e in result.entries:
         rec = e.record
         if rec.get("error"):
-            rows.append([e.name, "(build failed)", "", "", "", "", "", rec["error"], ""])
+            rows.append([e.name, "(build failed)", "", "", "", "", "", "", "", "", rec["error"], ""])
             continue
         report = rec["report"]
         batch = min(report["bench"]["batch_sizes"])
-        for r in (r for r in report["rows"] if r.get("requested")):
-            rows.append([e.name + (" (resumed)" if e.resumed else ""), r["label"],
-                         "–" if r.get("top1") is None else f"{r['top1']:.2%}",
-                         "–" if r.get("top1_drop") is None else f"{r['top1_drop']:+.2f}",
-                         "–" if r.get("agreement") is None else f"{r['agreement']:.2%}",
-                         "skipped" if r.get("skipped") else speedup_text(r, batch),
-                         "–" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}",
-                         _gates_text(rec["gates"], r["label"]), _baseline_text(rec, r["label"])])
+        for r in (r for r in report["rows"] if r.requested):
+            rows.append([e.name + (" (resumed)" if e.resumed else ""), r.label,
+                         "–" if r.top1 is None else f"{r.top1:.2%}",
+                         "–" if r.top1_drop is None else f"{r.top1_drop:+.2f}",
+                         "–" if r.agreement is None else f"{r.agreement:.2%}",
+                         "skipped" if r.skipped else speedup_text(r, batch),
+                         "–" if not r.size_bytes else f"{r.size_bytes / 1e6:.2f}", *matrix_cells(r),
+                         _gates_text(rec["gates"], r.label), _baseline_text(rec, r.label)])
     return rows
 
 
@@ -79,7 +82,8 @@ def to_json(result) -> dict:
     for e in result.entries:
         rec = {k: v for k, v in e.record.items() if k != "report"}
         report = e.record.get("report") or {}
-        rec["rows"] = [{k: v for k, v in r.items() if k not in _SLIM} for r in report.get("rows", []) if r.get("requested")]
+        rec["rows"] = [{k: v for k, v in jsonable(r).items() if k not in _SLIM}
+                       for r in report.get("rows", []) if r.requested]
         rec["baseline"] = report.get("baseline")
         entries.append({**rec, "resumed": e.resumed})
     return {"schema": 1, "exit_code": result.exit_code, "entries": entries}

@@ -22,10 +22,11 @@ from edgefocal.outputs import StagedOutput
 from edgefocal.progress import Progress
 from edgefocal.prune import prune
 from edgefocal.backends import Backend, get_backend, resolve
-from edgefocal.core import Artifact, BuildContext
+from edgefocal.core import Artifact, BuildContext, jsonable
 from edgefocal.precision import PrecisionPlan, plan_precision
 from edgefocal.recipe import Recipe
 from edgefocal.verify.compare import artifact_subject, torch_subjects, verify
+from edgefocal.verify.serving import measure_serving
 from edgefocal.verify.stability import StabilityPolicy
 
 
@@ -72,12 +73,13 @@ def build(recipe: Recipe, console=None, *, model: models.LoadedModel | None = No
                 [artifact_subject(a, staged.path) for a in artifacts]
             rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
                           StabilityPolicy.from_gates(recipe.gates))
+            measure_serving(subjects, data.eval.images, recipe.bench, threads, progress)
             report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
                                         plan=plan if recipe.precision == "int8" else None, rows=rows,
                                         reference_device=_reference_text(reference, cpu_baseline), threads=threads,
                                         started=started)
             gates = gate(recipe, report, baseline)
-            write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=report,
+            write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=jsonable(report),
                                                    workdir=staged.path, onnx_fp32=exported.onnx), staged.path)
             final = staged.commit()
     except KeyboardInterrupt:
@@ -92,7 +94,7 @@ def build(recipe: Recipe, console=None, *, model: models.LoadedModel | None = No
 def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:
     """The recipe's bounds on the requested artifacts, and, given a baseline, the regression bounds (the
     comparison is kept in the report for the summary and report.html)."""
-    gates = check_gates(recipe.gates, [r for r in report["rows"] if r.get("requested")])
+    gates = check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
     if baseline is not None:
         comparison = compare_reports(baseline, report, recipe.gates, f"baseline {recipe.gates.baseline}")
         gates += comparison.results

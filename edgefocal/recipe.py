@@ -8,10 +8,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgefocal.core import Precision
 from edgefocal.errors import BadInput
+from edgefocal.plan import PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class Strict(BaseModel):
@@ -161,7 +162,7 @@ class QuantizeSpec(Strict):
     """INT8 post-training quantization for every target, under one precision plan (precision/policy.py), with
     the mixed-precision search (precision/search.py) as the one mechanism that keeps parts float for accuracy."""
 
-    preset: Literal["focalnet", "focalnet-fused", "all", "gemm-only"] = "focalnet"  # which roles run INT8 (policy.py)
+    preset: str = "focalnet"  # which roles run INT8: a name in plan.PRESETS (precision/policy.py)
     float_modules: list[str] = []  # regexes over torch module paths kept float, e.g. "layers\\.3\\..*fc2$"
     # activation ranges: min-max over the calibration set (measured on FocalNets: NNCF's transformer default,
     # mean of per-image quantiles, clips the rare large post-LayerNorm values that decide near-ties)
@@ -177,6 +178,13 @@ class QuantizeSpec(Strict):
     selection_size: int = Field(default=4000, ge=10)  # held-out images the search chooses on
     validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
     search_seconds: float = Field(default=180, gt=0)  # the scan measures on fewer images to fit (at a nominal MAC rate)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset '{v}'; use one of: {', '.join(PRESETS)}")
+        return v
 
     @field_validator("float_modules")
     @classmethod
@@ -303,6 +311,9 @@ class BenchSpec(Strict):
     iterations: int = Field(default=50, ge=3)
     rounds: int = Field(default=5, ge=1)  # runners are timed interleaved, round by round
     threads: int | None = None  # CPU threads for every runner; None: all cores
+    # fresh processes per report row for the serving figures (cold start, first inference, memory; the first also
+    # checks batch consistency over the eval set, verify/serving.py); 0: not measured
+    cold_start_runs: int = Field(default=3, ge=0)
 
     @field_validator("batch_sizes")
     @classmethod
@@ -327,6 +338,12 @@ class Gates(Strict):
     max_agreement_regression: float | None = Field(default=0.2, ge=0)  # points of agreement lost
     max_speedup_regression: float | None = Field(default=0.10, ge=0, lt=1)  # fraction of the same-run ratio
     max_size_growth: float | None = Field(default=0.05, ge=0)  # fraction of the baseline's artifact size
+    max_memory_growth: float | None = Field(default=0.10, ge=0)  # fraction of the same-run memory ratio to FP32
+    max_cold_start_regression: float | None = Field(default=0.50, ge=0)  # fraction of the same-run cold-start ratio
+    # --- serving (verify/serving.py), against absolute bounds; cold start and memory judged over their runs ---
+    max_cold_start_ms: float | None = Field(default=None, gt=0)  # median load + compile in a fresh process
+    max_serving_memory_mb: float | None = Field(default=None, gt=0)  # peak resident memory at the largest batch
+    require_consistent_batches: bool = True  # same top-1 for every eval image at batch 1 and the largest batch
     # --- latency stability: a latency gate passes or fails only on a stable measurement ---
     on_unstable: Literal["fail", "warn"] = "warn"  # what an inconclusive latency gate does to the build
     max_latency_spread: float = Field(default=0.20, gt=0)  # (high - low) / median of the per-round ratios
@@ -338,7 +355,7 @@ class Gates(Strict):
 class Recipe(Strict):
     model: ModelSpec = ModelSpec()
     targets: list[str] = ["auto"]  # "auto": the best target this machine can build and run
-    precision: Literal["fp32", "fp16", "int8"] = "int8"
+    precision: Precision = "int8"
     calibration: CalibrationSpec = CalibrationSpec()
     eval: DataSpec = DataSpec()
     quantize: QuantizeSpec = QuantizeSpec()

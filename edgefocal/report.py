@@ -5,9 +5,16 @@ import json
 import time
 from pathlib import Path
 
-from edgefocal.core import jsonable
+from edgefocal import serving_report
+from edgefocal.core import Row, jsonable
 from edgefocal.gate import GateResult
 from edgefocal.summary import speedup_text, stability_text
+
+#: report.json's layout version. 3: rows carry the serving figures (cold_start_ms, first_inference_ms,
+#: serving_memory_mb, consistency, serving_note; verify/serving.py); 2: rows are written from core.Row (same
+#: keys as before); 1 (no "schema" key): the reports before it. baseline.load_report reads all three (a
+#: missing figure is not compared).
+SCHEMA = 3
 
 
 def identity(loaded, data) -> dict:
@@ -23,15 +30,17 @@ def identity(loaded, data) -> dict:
     }
 
 
-def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, rows: list[dict],
+def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, rows: list[Row],
              reference_device: str, threads: int, started: float) -> dict:
-    """The report of one build (report.json): what was built from what, where, and every row's figures."""
+    """The report of one build (report.json): what was built from what, where, and every row's figures.
+    The rows stay Row objects in memory; `write` serializes them (Row.to_dict, through core.jsonable)."""
     import torch
 
     from edgefocal.machine import machine, machine_class
 
     here = machine()
     return {
+        "schema": SCHEMA,
         **inputs,
         "reference": {"device": reference_device, "gpu": torch.cuda.is_available()},
         "machine": {**here, "class": machine_class(here)},
@@ -57,18 +66,18 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in report["rows"]:
         cells = [
-            r["label"] + (" *" if r.get("requested") else ""),
-            _fmt(r.get("top1"), ".2%"),
-            _fmt(r.get("top1_drop"), "+.2f"),
-            _fmt(r.get("agreement"), ".2%"),
-            _fmt(r.get("cosine"), ".4f"),
+            r.label + (" *" if r.requested else ""),
+            _fmt(r.top1, ".2%"),
+            _fmt(r.top1_drop, "+.2f"),
+            _fmt(r.agreement, ".2%"),
+            _fmt(r.cosine, ".4f"),
         ]
         for b in batches:
-            lat = (r.get("latency_ms") or {}).get(b)
-            timed = bool(r.get("latency_ms"))
+            lat = (r.latency_ms or {}).get(b)
+            timed = bool(r.latency_ms)
             cells += [_fmt(lat and lat["p50"], ".2f"), _fmt(lat and lat["p99"], ".2f"),
                       speedup_text(r, b) if timed else "–", stability_text(r, b) if timed else "–"]
-        cells.append(_fmt(r["size_bytes"] / 1e6 if r.get("size_bytes") else None, ".2f"))
+        cells.append(_fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"))
         rows.append(cells)
     return header, rows
 
@@ -82,18 +91,18 @@ def notes(report: dict) -> list[str]:
                    f"params {p.get('params_before', 0) / 1e6:.3f}M → {p.get('params_after', 0) / 1e6:.3f}M; "
                    "'torch fp32 (pruned)' shows what pruning cost, the artifacts what INT8 cost on top")
     for r in report["rows"]:
-        if r.get("skipped"):
-            out.append(f"{r['label']}: not run here — {r['skipped']}")
-            if r.get("engine_command"):
-                out.append(f"build the engine on the device with: {r['engine_command']}")
-        if r.get("no_latency"):
-            out.append(f"{r['label']}: latency not measured — {r['no_latency']}")
-        if r.get("proxy_for"):
-            out.append(f"{r['label']}: accuracy measured by {r.get('device', 'a proxy runtime')}, standing in for the "
-                       f"{r['proxy_for']} (not built here)" if any(x.get("skipped") for x in report["rows"])
-                       else f"{r['label']}: measured by {r.get('device')}, for comparison with the {r['proxy_for']}")
-        for line in r.get("notes", []):
-            out.append(f"{r['label']}: {line}")
+        if r.skipped:
+            out.append(f"{r.label}: not run here — {r.skipped}")
+            if r.facts.get("engine_command"):
+                out.append(f"build the engine on the device with: {r.facts['engine_command']}")
+        if r.no_latency:
+            out.append(f"{r.label}: latency not measured — {r.no_latency}")
+        if r.proxy_for:
+            out.append(f"{r.label}: accuracy measured by {r.device or 'a proxy runtime'}, standing in for the "
+                       f"{r.proxy_for} (not built here)" if any(x.skipped for x in report["rows"])
+                       else f"{r.label}: measured by {r.device}, for comparison with the {r.proxy_for}")
+        for line in r.notes:
+            out.append(f"{r.label}: {line}")
     return out
 
 
@@ -110,6 +119,7 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         if p.get("stage_weights"):
             lines.append(f"- stage weights {p['stage_weights']} (channel fraction per stage; set `prune.stage_weights` "
                          "to these to prune the same channels in a rebuild)")
+    lines += serving_report.markdown(report)
     lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 import io
-import re
 from pathlib import Path
 
+from edgefocal.core import Row
 from edgefocal.gate import GateResult, from_dict
+from edgefocal.serving_report import html_section as serving_html
 from edgefocal.summary import by_batch, speedup_text, stability_text
 
 CSS = """body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}
@@ -38,8 +39,8 @@ def _figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-def _timed_rows(report: dict) -> list[dict]:
-    return [r for r in report["rows"] if r.get("latency_ms") and not r.get("skipped")]
+def _timed_rows(report: dict) -> list[Row]:
+    return [r for r in report["rows"] if r.latency_ms and not r.skipped]
 
 
 def _log_if_wide(ax, values: list[float]) -> None:
@@ -58,14 +59,14 @@ def agreement_vs_latency(report: dict) -> str:
     fig = _figure((6.4, 4.2))
     ax = fig.add_subplot()
     for r in _timed_rows(report):
-        lat, agree = by_batch(r["latency_ms"], batch), r.get("agreement")
+        lat, agree = by_batch(r.latency_ms, batch), r.agreement
         if lat is None or agree is None:
             continue
-        ax.scatter([lat["p50"]], [agree * 100], s=60, marker="*" if r.get("requested") else "o")
+        ax.scatter([lat["p50"]], [agree * 100], s=60, marker="*" if r.requested else "o")
         ax.errorbar([lat["p50"]], [agree * 100], xerr=[[0], [max(lat["p99"] - lat["p50"], 0)]], fmt="none", alpha=0.4)
-        ax.annotate(r["label"], (lat["p50"], agree * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    _log_if_wide(ax, [by_batch(r["latency_ms"], batch)[q] for r in _timed_rows(report)
-                      if by_batch(r["latency_ms"], batch) for q in ("p50", "p99")])
+        ax.annotate(r.label, (lat["p50"], agree * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    _log_if_wide(ax, [by_batch(r.latency_ms, batch)[q] for r in _timed_rows(report)
+                      if by_batch(r.latency_ms, batch) for q in ("p50", "p99")])
     ax.margins(x=0.3, y=0.15)
     ax.set_xlabel(f"latency p50 ms at batch {batch} (bar to p99)")
     ax.set_ylabel("agreement with FP32 (%)")
@@ -81,14 +82,14 @@ def latency_distributions(report: dict) -> str:
     fig = _figure((6.4, 1.2 + 0.45 * len(rows) * len(batches)))
     for i, b in enumerate(batches):
         ax = fig.add_subplot(len(batches), 1, i + 1)
-        samples = [by_batch(r.get("latency_samples_ms"), b) for r in rows]
+        samples = [by_batch(r.latency_samples_ms, b) for r in rows]
         if all(samples):
-            ax.boxplot(samples, orientation="horizontal", tick_labels=[r["label"] for r in rows], showfliers=True)
+            ax.boxplot(samples, orientation="horizontal", tick_labels=[r.label for r in rows], showfliers=True)
         else:
             for j, r in enumerate(rows):
-                lat = by_batch(r["latency_ms"], b) or {}
+                lat = by_batch(r.latency_ms, b) or {}
                 ax.plot([lat.get("p50"), lat.get("p90"), lat.get("p99")], [j + 1] * 3, "|-", ms=12)
-            ax.set_yticks(range(1, len(rows) + 1), [r["label"] for r in rows])
+            ax.set_yticks(range(1, len(rows) + 1), [r.label for r in rows])
         _log_if_wide(ax, [v for s in samples if s for v in s])
         ax.set_title(f"batch {b}", fontsize=10)
         ax.set_xlabel("ms per batch")
@@ -134,12 +135,12 @@ def _table(report: dict) -> str:
                                                            (f"b{b} p50 ms", f"b{b} p99 ms", f"b{b} ×ref", f"b{b} stability")] + ["MB"]
     out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for r in report["rows"]:
-        cells = [r["label"] + (" *" if r.get("requested") else ""), _pct(r.get("top1")), _pct(r.get("agreement")),
-                 "–" if r.get("cosine") is None else f"{r['cosine']:.4f}"]
+        cells = [r.label + (" *" if r.requested else ""), _pct(r.top1), _pct(r.agreement),
+                 "–" if r.cosine is None else f"{r.cosine:.4f}"]
         for b in batches:
-            lat = by_batch(r.get("latency_ms"), b) or {}
+            lat = by_batch(r.latency_ms, b) or {}
             cells += [_ms(lat.get("p50")), _ms(lat.get("p99")), speedup_text(r, b), stability_text(r, b)]
-        cells.append("–" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}")
+        cells.append("–" if not r.size_bytes else f"{r.size_bytes / 1e6:.2f}")
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return "\n".join(out) + "</table>"
 
@@ -192,6 +193,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
     notes += [f"baseline {base.get('path')}: {n}" for n in base.get("notes", [])]
     body = [f"<h1>edgefocal build report: {html.escape(report['model']['name'])}</h1>", _table(report),
             "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    if serving := serving_html(report):
+        body.append(serving)
     if gates:
         body += ["<h2>Gates</h2>", _gates(gates)]
     body += ["<h2>Charts</h2>"] + [f'<figure class="chart" id="{cid}"><figcaption>{html.escape(cap)}</figcaption>{svg}'
@@ -199,12 +202,6 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>edgefocal: {html.escape(report['model']['name'])}</title><style>{CSS}</style></head>"
             "<body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def external_references(page: str) -> list[str]:
-    """src/href/url() that would reach outside the file: what must be empty for the page to open offline."""
-    found = re.findall(r"""(?:src|href)\s*=\s*["']((?!#|data:)[^"']+)|url\(\s*["']?((?!#|data:)[^)"']+)""", page)
-    return [a or b for a, b in found]
 
 
 def write_html(report: dict, gates: list[GateResult | dict] | None, out_dir: Path) -> Path:

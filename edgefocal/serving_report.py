@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from edgefocal.core import Row
-from edgefocal.gate_serving import by_batch, runs
+from edgefocal.gate import runs, str_keys as by_batch
 
 HEADLINE = ("cold start (median of fresh processes, load + compile), first batch-1 inference, peak resident "
             "memory while serving, and top-1 consistency between batch 1 and the largest batch")

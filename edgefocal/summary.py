@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgefocal.core import Row
 from edgefocal.gate import FAILED, INCONCLUSIVE, PASSED, GateResult, counts, from_dict
 
 ICON = {PASSED: "✅", FAILED: "❌", INCONCLUSIVE: "⚠️"}
@@ -24,13 +25,13 @@ def by_batch(d: dict | None, batch) -> object:
     return d.get(int(batch)) if str(batch).isdigit() else None
 
 
-def speedup_text(row: dict, batch) -> str:
+def speedup_text(row: Row, batch) -> str:
     """'2.22× [2.15–2.29]' for a stable measurement, '2.22× (unstable)' otherwise, '2.22×' without
     stability figures (an older report): the ratio never appears without how far to trust it."""
-    s = by_batch(row.get("speedup_vs_reference"), batch)
+    s = by_batch(row.speedup_vs_reference, batch)
     if s is None:
         return "–"
-    stab = by_batch(row.get("latency_stability"), batch)
+    stab = by_batch(row.latency_stability, batch)
     if not stab or "speedup_low" not in stab:
         return f"{s:.2f}×"
     if not stab["stable"]:
@@ -38,10 +39,10 @@ def speedup_text(row: dict, batch) -> str:
     return f"{s:.2f}× [{stab['speedup_low']:.2f}–{stab['speedup_high']:.2f}]"
 
 
-def stability_text(row: dict, batch) -> str:
+def stability_text(row: Row, batch) -> str:
     """The stability figure beside a latency: spread of the per-round ratios (or the reference's drift),
     rounds used, and the foreign CPU load; 'unstable: why' when it is."""
-    stab = by_batch(row.get("latency_stability"), batch)
+    stab = by_batch(row.latency_stability, batch)
     if not stab:
         return "–"
     if not stab["stable"]:  # the short flags in a table; the full reason is in the gate's detail
@@ -61,16 +62,17 @@ def gate_table(gates: list[GateResult]) -> list[str]:
 
 
 def figures_table(report: dict) -> list[str]:
+    """One line per row (report["rows"]: Row objects, as a build holds them and baseline.load_report reads them)."""
     batches = report["bench"]["batch_sizes"]
     head = ["artifact", "top-1", "agreement", "cosine"]
     for b in batches:
         head += [f"b{b} p50 ms", f"b{b} ×ref", f"b{b} stability"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in report["rows"]:
-        cells = [r["label"] + (" *" if r.get("requested") else ""), _fmt(r.get("top1"), ".2%"),
-                 _fmt(r.get("agreement"), ".2%"), _fmt(r.get("cosine"), ".4f")]
+        cells = [r.label + (" *" if r.requested else ""), _fmt(r.top1, ".2%"),
+                 _fmt(r.agreement, ".2%"), _fmt(r.cosine, ".4f")]
         for b in batches:
-            lat = by_batch(r.get("latency_ms"), b)
+            lat = by_batch(r.latency_ms, b)
             cells += [_fmt(lat and lat["p50"], ".2f"), speedup_text(r, b), stability_text(r, b)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return lines
@@ -95,6 +97,10 @@ def summary_markdown(report: dict, gates: list[GateResult | dict] | None = None,
         lines += ["### Needs a look", ""] + gate_table(sorted(attention, key=lambda g: g.passed)) + [""]
     lines += ["### Figures (same run; × = speedup vs the FP32 reference, [low–high] over the rounds)", ""]
     lines += figures_table(report) + [""]
+    from edgefocal.serving_report import markdown as serving_markdown
+
+    serving = serving_markdown(report, "### Serving (fresh processes of the same run)")
+    lines += serving[1:] + [""] if serving else []
     if base:
         lines += [f"### Baseline: {base['path']}", ""] + [f"- {n}" for n in base.get("notes", [])] + [""]
     if gates:

@@ -1,6 +1,7 @@
 """A report.json as the pipeline writes it (JSON round trip: batch keys are strings), with the fields
-issue 9 adds: eval fingerprint, machine class, per-round latency and stability. Shared by the tests of
-baseline, junit, summary, report_html and matrix."""
+issue 9 adds: eval fingerprint, machine class, per-round latency and stability, and the schema version
+(2: rows written from core.Row). Shared by the tests of baseline, junit, summary, report_html and matrix.
+`loaded` gives a report as a build holds it and baseline.load_report reads it: rows as core.Row."""
 from __future__ import annotations
 
 import copy
@@ -42,10 +43,12 @@ def make_report(model: str = "edgefocal-fmnist", stable: bool = True) -> dict:
             ("openvino int8", "openvino", 0.8989, 0.9911, 0.9, 1_700_000, 2),
             ("onnxruntime int8 (U8S8 Q/DQ)", "onnxruntime", 0.8984, 0.9927, 1.1, 1_650_000, 3)):
         rows.append({"label": label, "target": target, "precision": label.split()[1], "requested": "int8" in label,
-                     "path": f"{target}/{label.split()[1]}.bin", "size_bytes": size, "device": "cpu", "top1": top1,
+                     "path": f"{target}/{label.split()[1]}.bin", "size_bytes": size, "skipped": None,
+                     "device": "cpu", "top1": top1,
                      "top1_drop": (0.899 - top1) * 100, "agreement": agree, "cosine": 0.999,
                      **_latency(p50, 2.0, seed, stable)})
     report = {
+        "schema": 2,
         "model": {"name": model, "checkpoint": None, "checkpoint_sha256": "a" * 64, "num_classes": 10,
                   "input_size": [1, 32, 32]},
         "reference": {"device": "cpu", "gpu": False},
@@ -58,6 +61,41 @@ def make_report(model: str = "edgefocal-fmnist", stable: bool = True) -> dict:
         "seconds": 42.0,
     }
     return json.loads(json.dumps(report))
+
+
+def schema1_report(**kwargs) -> dict:
+    """A report.json of before the schema key (schema 1): the same rows, no "schema", and
+    artifact rows as the dict-building verify wrote them (facts such as a backend's `ov_version` flat)."""
+    report = make_report(**kwargs)
+    del report["schema"]
+    for row in report["rows"]:
+        if row["target"] == "openvino":
+            row["ov_version"] = "2024.6.0"  # a backend fact: unknown to Row, kept in Row.facts
+    return report
+
+
+def loaded(report: dict) -> dict:
+    """The report with its rows as core.Row, as a build holds it in memory and load_report reads it."""
+    from edgefocal.baseline import with_rows
+
+    return with_rows(report)
+
+
+def with_serving(report: dict, scale: dict[str, float] | None = None) -> dict:
+    """The report as schema 3 writes it: serving figures (verify/serving.py) on every row, memory scaled per
+    label by `scale`."""
+    report["schema"] = 3
+    for r in report["rows"]:
+        k = (scale or {}).get(r["label"], 1.0)
+        ref = r["target"] == "torch"
+        mem = {"1": (400.0 if ref else 150.0) * k, "8": (420.0 if ref else 170.0) * k}
+        cold = 2000.0 if ref else 200.0
+        r.update(cold_start_ms=cold, first_inference_ms=3.0, serving_memory_mb=mem,
+                 cold_start_runs_ms=[cold * 0.95, cold, cold * 1.05],
+                 serving_memory_runs_mb={b: [v * 0.995, v, v * 1.005] for b, v in mem.items()},
+                 consistency={"consistent": True, "images": 10000, "mismatches": 0, "max_logit_gap": 0.0,
+                              "repeatable": True, "batch": 8})
+    return report
 
 
 def edited(report: dict, label: str, **changes) -> dict:

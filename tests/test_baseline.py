@@ -107,3 +107,35 @@ def test_bad_baseline_paths_are_bad_input(tmp_path):
     (tmp_path / "report.json").write_text("{}")
     with pytest.raises(BadInput, match="not an edgefocal report"):
         load_report(tmp_path / "report.json")
+
+
+def test_a_baseline_of_the_previous_schema_loads_and_compares(tmp_path):
+    """report.json before the "schema" key (schema 1) is a baseline like any other: its rows are read with
+    Row.from_dict (a backend fact unknown to Row stays in its facts), and it compares with a schema 2
+    report as the pipeline writes it now (rows through Row.to_dict)."""
+    from edgefocal.core import Row, jsonable
+    from edgefocal.report import SCHEMA
+    from sample_reports import loaded, schema1_report
+
+    old = schema1_report()
+    assert "schema" not in old and SCHEMA == 3
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.json").write_text(json.dumps(old))
+    new = jsonable(loaded(edited(make_report(), INT8, agreement=0.9861)))
+    assert new["schema"] == 2 and new["rows"] == make_report()["rows"][:2] + new["rows"][2:]
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    base = load_report(tmp_path / "old")
+    assert all(isinstance(r, Row) for r in base["rows"]) and base["rows"][2].facts == {"ov_version": "2024.6.0"}
+    assert base["rows"][2].to_dict() == old["rows"][2]  # read and written back, key for key
+    comp = compare_paths(tmp_path / "old", tmp_path / "new.json", DEFAULTS)
+    (failed,) = [g for g in comp.results if not g.passed]
+    assert failed.gate == "max_agreement_regression" and failed.artifact == INT8 and failed.value == pytest.approx(0.5)
+    assert {d["label"] for d in comp.deltas} == {INT8, "onnxruntime int8 (U8S8 Q/DQ)"}
+    assert compare_paths(tmp_path / "new.json", tmp_path / "old", DEFAULTS).exit_code == 0  # and the other way round
+    # a schema 3 report (serving figures) against the schema 1 baseline: the serving figures are not compared
+    from sample_reports import with_serving
+
+    (tmp_path / "new3.json").write_text(json.dumps(with_serving(json.loads((tmp_path / "new.json").read_text()))))
+    comp = compare_paths(tmp_path / "old", tmp_path / "new3.json", DEFAULTS)
+    assert [g.gate for g in comp.results if not g.passed] == ["max_agreement_regression"]
+    assert not [g for g in comp.results if "memory" in g.gate or "cold_start" in g.gate]

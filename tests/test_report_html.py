@@ -1,6 +1,7 @@
 """report.html opened in headless Chromium, offline: the charts are in the DOM and on the screenshot."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -9,8 +10,8 @@ import pytest
 
 from edgefocal.baseline import compare_reports
 from edgefocal.recipe import Gates
-from edgefocal.report_html import external_references, write_html
-from sample_reports import edited, make_report
+from edgefocal.report_html import write_html
+from sample_reports import edited, loaded, make_report, with_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
@@ -18,12 +19,19 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is n
 C0, C1 = (31, 119, 180), (255, 127, 14)  # matplotlib's first two colours: the bars of the before/after chart
 
 
+def external_references(page: str) -> list[str]:
+    """src/href/url() that would reach outside the file: what must be empty for the page to open offline."""
+    found = re.findall(r"""(?:src|href)\s*=\s*["']((?!#|data:)[^"']+)|url\(\s*["']?((?!#|data:)[^)"']+)""", page)
+    return [a or b for a, b in found]
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     out = tmp_path_factory.mktemp("html")
-    base = make_report()
-    comp = compare_reports(edited(base, "openvino int8", agreement=0.9961), base, Gates())
-    report = dict(base, baseline=comp.to_dict())
+    base = with_serving(make_report())  # schema 3: serving figures; the baseline served with 30 % less memory
+    comp = compare_reports(with_serving(edited(make_report(), "openvino int8", agreement=0.9961),
+                                        {"openvino int8": 0.7}), base, Gates())
+    report = dict(loaded(base), baseline=comp.to_dict())
     return write_html(report, comp.results, out)
 
 
@@ -49,6 +57,18 @@ def test_chromium_builds_the_charts_into_the_dom(page, tmp_path):
     for chart in charts:
         assert "<svg" in chart and chart.count("<path") > 20  # axes, glyphs and marks, parsed into elements
     assert "max_agreement_regression" in dom and "2.22× [2.16–2.29]" in dom
+
+
+def test_chromium_shows_the_serving_section(page, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    section = dom.split('<section id="serving">')[1].split("</section>")[0]
+    head = [h for h in re.findall(r"<th>([^<]*)</th>", section)]
+    assert head == ["artifact", "cold start", "first inference ms", "memory b1 MB", "memory b8 MB",
+                    "batch consistency", "note"]
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", section)
+    assert len(rows) == 4 and rows[2].split("</td><td>") == [
+        "openvino int8 *", "200 ms (190–210 over 3)", "3.00", "150", "170", "same top-1 on 10000 (b1 vs b8, gap 0)", ""]
+    assert "max_memory_growth b1" in dom and "max_memory_growth b8" in dom  # its gates, in the gate table
 
 
 def test_the_screenshot_shows_the_charts(page, tmp_path):

@@ -8,17 +8,25 @@ import argparse
 import importlib
 import sys
 
-from edgefocal.errors import EdgefocalError
+from edgefocal.errors import BadInput, EdgefocalError
 
-COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine", "inspect", "predict")
+COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine", "inspect", "predict", "history")
 
 
 def _module(command: str):
     return importlib.import_module(f"edgefocal.cli.{command}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's own errors (an unknown choice, a missing value) as one-line BadInput naming the flag, exit 2,
+    like every other bad input; subcommand parsers are of this class too (argparse uses the parent's type)."""
+
+    def error(self, message: str):
+        raise BadInput(f"{self.prog}: {message}", hint=f"see {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgefocal", description="A trained FocalNet in, verified edge artifacts out.")
+    p = Parser(prog="edgefocal", description="A trained FocalNet in, verified edge artifacts out.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command")
     for command in COMMANDS:
@@ -34,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         # `python -m edgefocal [flags]` means `build [flags]`
         debug = ["--debug"] if "--debug" in argv else []
         argv = [*debug, "build", *[a for a in argv if a != "--debug"]]
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         with sigterm_raises():
             return _module(args.command).run(args)
     except EdgefocalError as e:
-        if args.debug:
+        if "--debug" in argv:
             raise
         print(f"error: {e}", file=sys.stderr)
         if e.hint:

@@ -6,14 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgefocal.backends import AUTO, names
+from edgefocal.core import PRECISIONS
 from edgefocal.errors import BadInput
+from edgefocal.plan import PRESETS
 
 
 def add_parser(sub) -> None:
     b = sub.add_parser("build", help="prune, quantize, export, verify and gate (default command)")
     b.add_argument("--recipe", type=Path, help="a YAML recipe (see recipes/); flags below override its fields")
-    b.add_argument("--target", help="onnxruntime, openvino, tensorrt, coreml, auto, or a comma-separated list")
-    b.add_argument("--precision", help="fp32, fp16 or int8")
+    b.add_argument("--target", help=f"{', '.join(names())}, {AUTO}, or a comma-separated list")
+    b.add_argument("--precision", choices=PRECISIONS, help="what the requested artifacts compute in")
     b.add_argument("--model", help="a timm focalnet_* name or edgefocal-fmnist (the embedded default)")
     b.add_argument("--checkpoint", type=Path, help="local weights: timm or official microsoft/FocalNet format")
     b.add_argument("--num-classes", type=int)
@@ -29,8 +32,10 @@ def add_parser(sub) -> None:
     b.add_argument("--max-top1-drop", type=float, help="gate: points of top-1 the requested artifacts may lose")
     b.add_argument("--min-agreement", type=float, help="gate: minimum top-1 agreement with the FP32 reference")
     b.add_argument("--min-speedup", type=float, help="gate: minimum speedup vs the reference at the smallest batch")
+    b.add_argument("--max-cold-start-ms", type=float, help="gate: median cold start (load + compile) in ms")
+    b.add_argument("--max-serving-memory-mb", type=float, help="gate: peak serving memory at the largest batch, MB")
     b.add_argument("--batch-sizes", help="comma-separated benchmark batch sizes, e.g. 1,8")
-    b.add_argument("--quant-preset", choices=("focalnet", "focalnet-fused", "all", "gemm-only"),
+    b.add_argument("--quant-preset", choices=tuple(PRESETS),
                    help="INT8 precision policy for every target (focalnet: dense convs INT8; depthwise convs, "
                         "gate products, global context and head float)")
     b.add_argument("--coreml-compression", choices=("w8", "w8a8", "palettize", "sparse"),
@@ -48,6 +53,10 @@ def add_regression_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-agreement-regression", type=float, help="points of agreement it may lose vs the baseline")
     p.add_argument("--max-speedup-regression", type=float, help="fraction of its same-run speedup it may lose")
     p.add_argument("--max-size-growth", type=float, help="fraction its size may grow")
+    p.add_argument("--max-memory-growth", type=float,
+                   help="fraction its serving memory, as a ratio to the same-run FP32 reference, may grow")
+    p.add_argument("--max-cold-start-regression", type=float,
+                   help="fraction its cold start, as a ratio to the same-run FP32 reference, may grow")
     p.add_argument("--on-unstable", choices=("fail", "warn"), help="what an inconclusive latency gate does")
 
 
@@ -57,7 +66,7 @@ def add_ci_output_flags(p: argparse.ArgumentParser) -> None:
 
 
 REGRESSION_FLAGS = ("max_top1_regression", "max_agreement_regression", "max_speedup_regression", "max_size_growth",
-                    "on_unstable")
+                    "max_memory_growth", "max_cold_start_regression", "on_unstable")
 
 
 def regression_overrides(args: argparse.Namespace) -> dict:
@@ -83,6 +92,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
               "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
               "max_top1_drop": "gates.max_top1_drop",
               "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output",
+              "max_cold_start_ms": "gates.max_cold_start_ms", "max_serving_memory_mb": "gates.max_serving_memory_mb",
               "quant_preset": "quantize.preset",
               "coreml_compression": "coreml.compression"}
     for attr, key in simple.items():

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     comparison = compare_paths(args.old, args.new, gates)
     for g in comparison.results:
         print(g.describe())
+    from edgefocal.serving_report import compare_lines
+
+    for line in compare_lines(comparison.deltas):
+        print(line)
     for note in comparison.notes:
         print(f"note: {note}")
     ci_outputs(args, f"{args.new} vs {args.old}", comparison.results, load_report(args.new), comparison)
