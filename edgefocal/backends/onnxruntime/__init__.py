@@ -53,7 +53,7 @@ class OnnxRuntimeBackend(Backend):
     def quantize(self, ctx: BuildContext, plan: PrecisionPlan, calibration: np.ndarray) -> Quantized:
         from edgefocal.backends.onnxruntime.quantize import quantize
 
-        return Quantized(quantize(ctx.onnx_fp32, plan, calibration), {"variant": "U8S8 Q/DQ"})
+        return Quantized(quantize(ctx.onnx_fp32, plan, calibration))
 
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
         from edgefocal.backends.onnxruntime.surgery import onnx_probe
@@ -81,7 +81,6 @@ class OnnxRuntimeBackend(Backend):
         if precision == "int8" and quantized is not None:
             int8 = out / "model_int8_u8s8.onnx"
             onnx.save(quantized.model, str(int8))
-            info = dict(quantized.info)
             artifacts.append(Artifact(self.name, "int8", int8, lambda: self.runner(int8, "int8", threads),
-                                      variant=info.pop("variant", None), info=info))
+                                      variant="U8S8 Q/DQ", info=dict(quantized.info)))
         return artifacts
