@@ -12,7 +12,8 @@ the reference, size in bytes, cold start and serving memory as the ratio to the 
 
 report.json records no build date and no commit: the date is manifest.json's `created` where a manifest
 lies beside the report, else the file's modification time (said in the notes); a build is named by its
-folder (CI names each folder after its commit)."""
+folder (CI names each folder after its commit). Each artifact's section and chart in history.html has an id
+(anchors()) with data-artifact and data-figure beside it: `edgefocal matrix --history` links to them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -411,7 +412,28 @@ def chart(history: History, label: str, fig: Figure) -> str | None:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "artifact"
+
+
+def anchors(history: History) -> dict[tuple[str, str | None], str]:
+    """The page's ids: (artifact, None) for an artifact's section, (artifact, figure key) for a chart, e.g.
+    "openvino-int8" and "openvino-int8-agreement"; unique where two labels make the same slug. The page
+    also carries data-artifact and data-figure beside each id, so the matrix links by reading the page."""
+    ids: dict[tuple[str, str | None], str] = {}
+    taken: set[str] = set()
+
+    def unique(base: str) -> str:
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name)
+        return name
+
+    for label in history.artifacts:
+        slug = unique(_slug(label))
+        ids[(label, None)] = slug
+        ids.update({(label, fig.key): unique(f"{slug}-{fig.key}") for fig in FIGURES})
+    return ids
 
 
 def _html_table(history: History, label: str) -> str:
@@ -428,15 +450,18 @@ def to_html(history: History) -> str:
     body.append('<ul class="drift">' + "".join(f"<li>{html.escape(d)}</li>" for d in drift) + "</ul>")
     if history.notes:
         body += ["<h2>Notes</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in history.notes) + "</ul>"]
+    ids = anchors(history)
     for label in history.artifacts:
-        body += [f"<h2>{html.escape(label)}</h2>", _html_table(history, label)]
+        art = html.escape(label, quote=True)
+        body += [f'<h2 id="{ids[(label, None)]}" data-artifact="{art}">{html.escape(label)}</h2>',
+                 _html_table(history, label)]
         drifted = {d.figure.key for d in history.drifts if d.artifact == label}
         for fig in FIGURES:
             if (svg := chart(history, label, fig)) is not None:
                 caption = f"{label}: {figure_title(history, label, fig)}" + (" — drift" if fig.key in drifted else "")
                 caption += " (drift checked on the ratio to the FP32 reference)" if fig.ratio else ""
-                body.append(f'<figure class="chart" id="{_slug(label)}-{fig.key}" data-figure="{fig.key}">'
-                            f"<figcaption>{html.escape(caption)}</figcaption>{svg}</figure>")
+                body.append(f'<figure class="chart" id="{ids[(label, fig.key)]}" data-artifact="{art}" '
+                            f'data-figure="{fig.key}"><figcaption>{html.escape(caption)}</figcaption>{svg}</figure>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
             "<body>\n" + "\n".join(body) + "\n</body></html>\n")

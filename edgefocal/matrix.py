@@ -5,7 +5,9 @@ but each entry gated against its own FP32 reference and, with a baseline directo
 A matrix runs for an hour on a CI runner and gets cancelled, so it resumes: each finished entry leaves
 a done marker (`.done/NAME-KEY.json`, holding its report and gates) whose KEY hashes the validated
 recipe and the edgefocal version; a rerun skips entries whose marker matches and rebuilds the rest. A
-changed recipe changes its key, so it is rebuilt, never served stale."""
+changed recipe changes its key, so it is rebuilt, never served stale. A rerun with every entry finished
+rebuilds nothing and only rewrites the outputs: that is how CI links matrix.html to the trend charts that
+`edgefocal history` made from this run's reports (`--history DIR`, matrix_report.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +38,7 @@ class Entry:
 class MatrixResult:
     out_dir: Path
     entries: list[Entry]
+    history: Path | None = None  # DIR/<entry>/history.html: matrix.html links to their trend charts
 
     @property
     def exit_code(self) -> int:
@@ -169,15 +172,20 @@ def run_entry(entry: Entry, build: Callable) -> dict:
 
 def run_matrix(paths: list[Path], out_dir: Path, baseline_dir: Path | None = None, *, resume: bool = True,
                overrides: dict | None = None, build: Callable | None = None,
-               log: Callable[[str], None] | None = None) -> MatrixResult:
+               log: Callable[[str], None] | None = None, history: Path | None = None) -> MatrixResult:
     """Build every recipe not finished before, then write matrix.json, matrix.md, matrix.html and
-    junit.xml into `out_dir`. `build` defaults to edgefocal.pipeline.build (tests pass their own)."""
+    junit.xml into `out_dir`. `build` defaults to edgefocal.pipeline.build (tests pass their own).
+    `history`: a directory of the entries' trend pages (DIR/<entry>/history.html) that matrix.html links to."""
     if build is None:
         from edgefocal.pipeline import build
+    if history is not None and not Path(history).is_dir():
+        raise BadInput(f"--history {history} is not a directory",
+                       hint="pass the directory `edgefocal history` wrote DIR/<entry>/history.html into")
     log = log or (lambda message: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = MatrixResult(out_dir, plan(paths, out_dir, baseline_dir, overrides))
+    result = MatrixResult(out_dir, plan(paths, out_dir, baseline_dir, overrides),
+                          Path(history) if history is not None else None)
     for i, entry in enumerate(result.entries, 1):
         done = _read_marker(out_dir, entry) if resume else None
         if done is not None:

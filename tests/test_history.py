@@ -249,6 +249,29 @@ def test_the_page_references_nothing_outside_itself(page):
     assert external_references(text) == [] and "<script" not in text and "@import" not in text
 
 
+def test_each_artifact_and_chart_has_a_unique_id_that_the_matrix_links_to(page):
+    """`edgefocal matrix --history` links to these: an id per artifact section and per chart, named by
+    data-artifact and data-figure, each once in the page (the inline SVGs bring ids of their own)."""
+    text = page.read_text()
+    ours = re.findall(r'<(h2|figure)[^>]*? id="([^"]+)" data-artifact="([^"]+)"(?: data-figure="([^"]+)")?', text)
+    all_ids = re.findall(r'\sid="([^"]+)"', text)
+    sections = {art: i for tag, i, art, fig in ours if tag == "h2"}
+    assert sections == {ARTIFACT: "openvino-int8", "onnxruntime int8 (U8S8 Q/DQ)": "onnxruntime-int8-u8s8-q-dq"}
+    assert len([1 for tag, *_ in ours if tag == "figure"]) == 2 * 6
+    assert all(i == f"{sections[art]}-{fig}" for tag, i, art, fig in ours if tag == "figure")
+    assert all(all_ids.count(i) == 1 for _, i, _, _ in ours)
+
+
+def test_labels_with_the_same_slug_get_distinct_ids():
+    from types import SimpleNamespace
+
+    from edgefocal.history import anchors
+
+    ids = anchors(SimpleNamespace(artifacts=["int8 (a)", "int8-a", "int8 a agreement"]))
+    assert len(set(ids.values())) == len(ids) == 3 * 7
+    assert ids[("int8 (a)", None)] == "int8-a" and ids[("int8-a", None)] == "int8-a-2"
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_chromium_shows_a_chart_per_figure_with_data(page, tmp_path):
     dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout

@@ -2,15 +2,19 @@
 failing entries. The fast tests script the build; the slow one kills a real matrix and restarts it."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -18,7 +22,7 @@ from edgefocal.core import jsonable
 from edgefocal.errors import BadInput
 from edgefocal.gate import check_gates
 from edgefocal.matrix import run_matrix
-from sample_reports import edited, loaded, make_report
+from sample_reports import edited, loaded, make_report, with_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,9 +38,9 @@ class FakeBuild:
     """Stands in for pipeline.build: returns the sample report, records which outputs it built, and can
     be told to be interrupted at a given entry or to fail it."""
 
-    def __init__(self, interrupt_at: str | None = None, fail_at: str | None = None):
+    def __init__(self, interrupt_at: str | None = None, fail_at: str | None = None, serving: bool = False):
         self.built: list[str] = []
-        self.interrupt_at, self.fail_at = interrupt_at, fail_at
+        self.interrupt_at, self.fail_at, self.serving = interrupt_at, fail_at, serving
 
     def __call__(self, recipe, console=None):
         name = Path(recipe.output).name
@@ -45,7 +49,7 @@ class FakeBuild:
         if name == self.fail_at:
             raise BadInput("target tensorrt cannot be built on this machine")
         self.built.append(name)
-        report = loaded(make_report())  # rows as core.Row, as pipeline.build returns them
+        report = loaded(with_serving(make_report()) if self.serving else make_report())  # rows as core.Row
         gates = check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
         Path(recipe.output).mkdir(parents=True, exist_ok=True)
         (Path(recipe.output) / "report.json").write_text(json.dumps(jsonable(report)))
@@ -124,6 +128,168 @@ def test_an_entry_that_cannot_be_built_is_an_error_and_the_rest_still_run(tmp_pa
     junit = ET.parse(tmp_path / "m" / "junit.xml").getroot()
     assert junit.get("errors") == "1" and "cannot be built" in next(junit.iter("error")).get("message")
     assert not list((tmp_path / "m" / ".done").glob("trt-int8-*"))  # retried by the next run
+
+
+def test_the_table_shows_every_serving_figure(tmp_path):
+    write_recipes(tmp_path / "r", names=("ov-int8",))
+    run_matrix([tmp_path / "r"], tmp_path / "m", build=FakeBuild(serving=True))
+    md = (tmp_path / "m" / "matrix.md").read_text()
+    head = md.splitlines()[4]
+    for column in ("first inference", "cold start", "memory MB", "batch-consistent"):
+        assert f"| {column} |" in head
+    row = next(line for line in md.splitlines() if line.startswith("| ov-int8 | openvino int8 |"))
+    assert "| 3.00 ms |" in row and "| 200 ms | 170 (b8) | yes |" in row  # first inference, cold start, memory
+
+
+# --- matrix.html linked to the entries' trend charts (--history) ------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LINKED = {"top-1": "top1", "agreement": "agreement", "×ref (smallest batch)": "speedup", "MB": "size",
+          "cold start": "cold_start", "memory MB": "serving_memory"}  # the columns history.html charts
+
+
+class Page(HTMLParser):
+    """The table's rows as [(cell text, href or None)], every element's id and data-* attributes."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.rows: list[list[tuple[str, str | None]]] = []
+        self.ids: dict[str, dict] = {}  # the first element of each id, as getElementById finds it
+        self.count: dict[str, int] = {}
+        self.hrefs: list[str] = []
+        self._href = self._cell = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.setdefault(a["id"], a)
+            self.count[a["id"]] = self.count.get(a["id"], 0) + 1
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell, self._href = "", None
+        elif tag == "a":
+            self._href = a.get("href")
+            self.hrefs.append(self._href)
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append((self._cell, self._href))
+            self._cell = None
+
+
+def accepted_builds(root: Path, report: Path) -> Path:
+    """An older accepted build (agreement 0.1 pt lower) and this one, as history.sh lays them out."""
+    for i, commit in enumerate(("1a2b3c4", "e3b0c44")):
+        data = json.loads(report.read_text())
+        if i == 0:
+            data = edited(data, "openvino int8", agreement=0.9901)
+        (root / commit).mkdir(parents=True)
+        (root / commit / "report.json").write_text(json.dumps(data))
+        created = dt.datetime(2026, 11, 2 + 7 * i, tzinfo=dt.timezone.utc).isoformat()
+        (root / commit / "manifest.json").write_text(json.dumps({"created": created}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    """What CI does on main: the matrix; each entry's history from its report (but trt-int8's); then the same
+    matrix through the CLI with --history: every entry resumes (a build would fail), matrix.html is linked."""
+    from edgefocal.cli import main
+
+    tmp = tmp_path_factory.mktemp("linked")
+    write_recipes(tmp / "recipes")
+    run_matrix([tmp / "recipes"], tmp / "gate-out", build=FakeBuild(serving=True))
+    for entry in ("ov-int8", "ort-int8"):
+        builds = accepted_builds(tmp / "history" / entry, tmp / "gate-out" / entry / "report.json")
+        assert main(["history", str(builds), "--output", str(tmp / "history-out" / entry)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("edgefocal.pipeline.build", lambda *a, **k: pytest.fail("the linking rerun rebuilt an entry"))
+        assert main(["matrix", str(tmp / "recipes"), "--output", str(tmp / "gate-out"),
+                     "--history", str(tmp / "history-out")]) == 0
+    return tmp
+
+
+def resolve(matrix: Path, href: str) -> tuple[Path, str]:
+    """A relative link as a browser resolves it from matrix.html: the file and the fragment."""
+    parts = urlsplit(href)
+    assert not parts.scheme and not parts.netloc and not parts.path.startswith("/"), f"not relative: {href}"
+    return (matrix.parent / unquote(parts.path)).resolve(), unquote(parts.fragment)
+
+
+def test_linked_matrix_html_links_each_artifact_and_figure_to_its_chart(linked):
+    matrix = linked / "gate-out" / "matrix.html"
+    page = Page(matrix.read_text())
+    head = [text for text, _ in page.rows[0]]
+    rows = {(cells[0][0].split(" (")[0], cells[1][0]): dict(zip(head, cells)) for cells in page.rows[1:]}
+    assert len(rows) == 6 and all(link is None for text, link in page.rows[0])
+    targets: dict[Path, Page] = {}
+    for (entry, artifact), cells in rows.items():
+        links = {col: href for col, (_, href) in cells.items() if href}
+        if entry == "trt-int8":  # no history made for it: no link, rather than a dead one
+            assert links == {}
+            continue
+        assert set(links) == {"entry", "artifact", *LINKED}
+        for column, href in links.items():
+            file, fragment = resolve(matrix, href)
+            assert file == (linked / "history-out" / entry / "history.html").resolve()
+            target = targets.setdefault(file, Page(file.read_text()))
+            if column == "entry":
+                assert fragment == ""
+                continue
+            assert target.count.get(fragment) == 1, f"{href}: not exactly one such id in {file}"
+            element = target.ids[fragment]
+            assert element["data-artifact"] == artifact and element.get("data-figure") == LINKED.get(column)
+    assert "Trends: 2 of 3 entries" in matrix.read_text()
+
+
+def test_without_a_history_matrix_html_has_no_links(tmp_path):
+    write_recipes(tmp_path / "r")
+    run_matrix([tmp_path / "r"], tmp_path / "m", build=FakeBuild(serving=True))
+    text = (tmp_path / "m" / "matrix.html").read_text()
+    assert Page(text).hrefs == [] and "Trends:" not in text
+    (tmp_path / "empty").mkdir()  # a history without a page for any entry: no links either
+    run_matrix([tmp_path / "r"], tmp_path / "m", build=FakeBuild(), history=tmp_path / "empty")
+    assert Page((tmp_path / "m" / "matrix.html").read_text()).hrefs == []
+    with pytest.raises(BadInput, match="is not a directory"):
+        run_matrix([tmp_path / "r"], tmp_path / "m", build=FakeBuild(), history=tmp_path / "nowhere")
+
+
+CHECK = """<!DOCTYPE html><html><body><pre id="out">pending</pre><iframe id="m" src="gate-out/matrix.html"></iframe>
+<script>
+function get(url) { const x = new XMLHttpRequest(); x.open("GET", url, false); x.send(); return x.responseText; }
+window.onload = () => {
+  const out = [];
+  for (const a of document.getElementById("m").contentDocument.querySelectorAll("a")) {
+    const url = new URL(a.href), doc = new DOMParser().parseFromString(get(url.href.split("#")[0]), "text/html");
+    const el = url.hash ? doc.getElementById(decodeURIComponent(url.hash.slice(1))) : doc.body;
+    out.push([a.getAttribute("href"), url.protocol, doc.title, el ? el.tagName : null]);
+  }
+  document.getElementById("out").textContent = JSON.stringify(out);
+};
+</script></body></html>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_chromium_follows_every_link_to_an_existing_chart(linked, tmp_path):
+    """matrix.html rendered in headless Chromium (offline): the browser resolves each link, loads its page
+    from disk and finds the anchor in the DOM it parses."""
+    check = linked / "check.html"
+    check.write_text(CHECK)
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                          "--allow-file-access-from-files", "--dump-dom", check.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = json.loads(dom.split('<pre id="out">')[1].split("</pre>")[0])
+    assert len(found) == 4 * (2 + len(LINKED))  # ov-int8 and ort-int8: two artifacts each
+    for href, protocol, title, tag in found:
+        assert protocol == "file:" and title.startswith("edgefocal history") and tag in ("BODY", "H2", "FIGURE"), href
 
 
 TINY = """targets: [onnxruntime]
