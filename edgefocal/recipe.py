@@ -2,6 +2,7 @@
 nothing is silently fixed up (a typo in ORT's extra_options dict is ignored, a typo here is an error)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,7 +177,7 @@ class QuantizeSpec(Strict):
     # "macs": the INT8 parts' MACs (reproducible); "measured": the INT8 latency, profiled (moves with load)
     latency_cost: Literal["macs", "measured"] = "macs"
     selection_size: int = Field(default=4000, ge=10)  # held-out images the search chooses on
-    validation_size: int = Field(default=2000, ge=10)  # other held-out images the choice is validated on
+    validation_size: int = Field(default=1000, ge=10)  # other held-out images the choice is validated on
     search_seconds: float = Field(default=180, gt=0)  # the scan measures on fewer images to fit (at a nominal MAC rate)
 
     @field_validator("preset")
@@ -207,10 +208,13 @@ class PruneSpec(Strict):
     ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # channels: fraction of the model's MACs removed
     stage_ratios: list[float] | None = None  # channels: fraction of each stage's MACs, instead of ratio
     stage_weights: list[float] | None = None  # channels: relative channel fraction per stage under `ratio`
-    # channels, without stage_weights/stage_ratios: "latency" weights each stage by the INT8 target's measured
-    # time per MAC there (naming.by_module and the backends' op_times); "macs" cuts the same channel fraction everywhere
-    allocation: Literal["latency", "macs"] = "latency"
-    # (early, high-resolution stages carry most LayerNorm/GELU/depthwise time: weighting them up buys latency)
+    # channels, without stage_weights/stage_ratios: how the MAC budget is spread over the stages. "macs": the same
+    # channel fraction in every stage, from the MAC counts alone (prune/macs.py), so the same recipe prunes the
+    # same channels on any machine under any load; "latency": each stage weighted by the INT8 target's measured
+    # time per MAC there (prune/latency.py; early, high-resolution stages carry most LayerNorm/GELU/depthwise
+    # time, so weighting them up can buy latency), which moves with the machine's load: for a quiet device, and
+    # pin the weights it reports with stage_weights to rebuild alike
+    allocation: Literal["macs", "latency"] = "macs"
     exclude: list[str] = []  # regexes over module names left untouched (e.g. "layers\\.3\\.", "mlp$")
     groups: list[Literal["mlp", "modulator", "context"]] = ["mlp", "modulator", "context"]
     group_weights: dict[Literal["mlp", "modulator", "context"], float] = {}  # relative share per group (1.0)
@@ -314,6 +318,9 @@ class BenchSpec(Strict):
     # fresh processes per report row for the serving figures (cold start, first inference, memory; the first also
     # checks batch consistency over the eval set, verify/serving.py); 0: not measured
     cold_start_runs: int = Field(default=3, ge=0)
+    # eval images the batch-consistency pass serves at batch 1 and at the largest batch (3 passes per row): its
+    # cost is bounded, not the eval set's; 0: every eval image
+    consistency_images: int = Field(default=1000, ge=0)
 
     @field_validator("batch_sizes")
     @classmethod
@@ -367,12 +374,105 @@ class Recipe(Strict):
     output: Path = Path("build/edgefocal")
 
 
-def _format_errors(e: ValidationError) -> str:
-    parts = []
+class Overrides(dict):
+    """Dotted recipe fields → values, as `load_recipe` applies them over a recipe file, remembering the flag
+    that set each (`--prune channels:1.5`): a value the recipe rejects is then reported against that flag,
+    not against the recipe file the user never edited."""
+
+    def __init__(self, origin: str | None = None):
+        super().__init__()
+        self.origin = origin  # who sets them, e.g. "edgefocal build": the prefix of its errors
+        self.flags: dict[str, str] = {}  # dotted field -> the flag as given, e.g. "--batch-sizes 0"
+        self.hints: dict[str, str] = {}  # flag as given -> what a good value looks like
+
+    def set(self, field: str, value: Any, flag: str, hint: str | None = None) -> None:
+        self[field] = value
+        self.flags[field] = flag
+        if hint:
+            self.hints[flag] = hint
+
+
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", "≥"), "less_than": ("lt", "<"),
+           "less_than_equal": ("le", "≤")}
+
+
+def _loc(err) -> str:
+    return ".".join(str(p) for p in err["loc"])
+
+
+def _describe(err) -> str:
+    """One pydantic error as `field: what is wrong` (a bound as `field must be < 1, got 1.5`)."""
+    where = _loc(err) or "(top level)"
+    if err["type"] in _BOUNDS:
+        key, op = _BOUNDS[err["type"]]
+        limit, got = (f"{v:g}" if isinstance(v, float) else v for v in (err["ctx"][key], err["input"]))
+        return f"{where} must be {op} {limit}, got {got}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def _format_errors(errors) -> str:
+    return "; ".join(_describe(err) for err in errors)
+
+
+def _related(loc: str, field: str) -> bool:
+    """Whether an error at `loc` can come from setting `field`: the field itself, inside its value, or a
+    check over the section that holds it (`prune` for `prune.ratio`)."""
+    return loc == field or loc.startswith(field + ".") or (bool(loc) and field.startswith(loc + "."))
+
+
+def _invalid(e: ValidationError, file_data: dict, path: Path | None, overrides: dict) -> BadInput:
+    """The recipe's validation error, each part reported against the flag that caused it where one did.
+    An error at or under a field a flag set is that flag's; one over a whole section (a check across its
+    fields) is the flag's unless the recipe file fails the same way without any flags."""
+    where = f"recipe {path}" if path else "recipe"
+    flags: dict[str, str] = getattr(overrides, "flags", {})
+    by_flag: dict[tuple[str, ...], list] = {}  # the flags as given -> their errors
+    rest = []
+    file_alone: set | None = None
     for err in e.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        loc = _loc(err)
+        own = [field for field in flags if loc == field or loc.startswith(field + ".")]
+        if own:  # the value a flag gave (the most specific flag: --calib-size within --calibration's set)
+            by_flag.setdefault((flags[max(own, key=len)],), []).append(err)
+            continue
+        section = [field for field in flags if _related(loc, field)]
+        if section:
+            if file_alone is None:
+                file_alone = _errors_of(file_data)
+            if (loc, err["msg"]) not in file_alone:  # the recipe was fine without them
+                by_flag.setdefault(tuple(dict.fromkeys(flags[f] for f in section)), []).append(
+                    {**err, "msg": err["msg"] + (f" (with the rest of {where})" if _holds(file_data, loc) else "")})
+                continue
+        rest.append(err)
+    if not by_flag:
+        return BadInput(f"{where} is invalid: {_format_errors(rest)}", hint="fix the named field (see recipes/default.yaml)")
+    origin = f"{overrides.origin}: " if getattr(overrides, "origin", None) else ""
+    parts = [f"{', '.join(given)}: {_format_errors(errs)}" for given, errs in by_flag.items()]
+    if rest:
+        parts.append(f"and {where} is invalid: {_format_errors(rest)}")
+    given = [f for key in by_flag for f in key]
+    hints = list(dict.fromkeys(overrides.hints[f] for f in given if f in overrides.hints))
+    flag_names = ", ".join(dict.fromkeys(f.split()[0] for f in given))
+    return BadInput(origin + "; ".join(parts), hint="; ".join(hints) or f"give {flag_names} a value the recipe field "
+                    f"takes (see {overrides.origin or 'edgefocal'} --help)")
+
+
+def _holds(data: dict, loc: str) -> bool:
+    """Whether recipe data sets anything at the dotted location `loc` (a section the file writes)."""
+    for part in loc.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _errors_of(data: dict) -> set[tuple[str, str]]:
+    """(location, message) of each error in recipe data."""
+    try:
+        Recipe.model_validate(data)
+    except ValidationError as e:
+        return {(_loc(err), err["msg"]) for err in e.errors()}
+    return set()
 
 
 def resolve_calibration(value: Any, base: Path) -> Any:
@@ -387,7 +487,9 @@ def resolve_calibration(value: Any, base: Path) -> Any:
 
 
 def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe file (or the defaults), apply dotted CLI overrides, validate once."""
+    """Read a recipe file (or the defaults), apply dotted overrides (`{"prune.ratio": 0.3}`), validate once.
+    With `Overrides` (the CLI's flags), a value the recipe rejects is reported against the flag that gave it:
+    `edgefocal build: --prune channels:1.5: prune.ratio must be < 1, got 1.5`."""
     data: dict[str, Any] = {}
     base = REPO_ROOT / "recipes"
     if path is not None:
@@ -403,18 +505,24 @@ def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = Non
         base = path.parent
     if "calibration" in data:
         data["calibration"] = resolve_calibration(data["calibration"], base)
+    file_data = copy.deepcopy(data)
+    flags = getattr(overrides, "flags", {})
     for dotted, value in (overrides or {}).items():
-        if dotted == "calibration":
-            value = resolve_calibration(value, base)
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise BadInput(f"cannot set {dotted}: {p} is not a section", hint="check the recipe")
-        node[leaf] = value
+        try:
+            if dotted == "calibration":
+                value = resolve_calibration(value, base)
+            node = data
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise BadInput(f"cannot set {dotted}: {p} is not a section", hint="check the recipe")
+            node[leaf] = value
+        except BadInput as e:
+            if dotted not in flags:
+                raise
+            raise BadInput(f"{overrides.origin + ': ' if overrides.origin else ''}{flags[dotted]}: {e}", hint=e.hint) from e
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        where = f"recipe {path}" if path else "recipe"
-        raise BadInput(f"{where} is invalid: {_format_errors(e)}", hint="fix the named field (see recipes/default.yaml)") from e
+        raise _invalid(e, file_data, path, overrides or {}) from e

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefocal.backends import AUTO, names
 from edgefocal.core import PRECISIONS
 from edgefocal.errors import BadInput
 from edgefocal.plan import PRESETS
 
+if TYPE_CHECKING:
+    from edgefocal.recipe import Overrides
+
 
 def add_parser(sub) -> None:
     b = sub.add_parser("build", help="prune, quantize, export, verify and gate (default command)")
+    b.set_defaults(prog=b.prog)  # "edgefocal build": what a bad flag's error starts with
     b.add_argument("--recipe", type=Path, help="a YAML recipe (see recipes/); flags below override its fields")
     b.add_argument("--target", help=f"{', '.join(names())}, {AUTO}, or a comma-separated list")
     b.add_argument("--precision", choices=PRECISIONS, help="what the requested artifacts compute in")
@@ -69,8 +74,22 @@ REGRESSION_FLAGS = ("max_top1_regression", "max_agreement_regression", "max_spee
                     "max_memory_growth", "max_cold_start_regression", "on_unstable")
 
 
-def regression_overrides(args: argparse.Namespace) -> dict:
-    return {f"gates.{a}": getattr(args, a) for a in REGRESSION_FLAGS if getattr(args, a) is not None}
+def given(attr: str, value=True) -> str:
+    """A flag as the user gave it, for error messages: `--batch-sizes 0`, `--trust-checkpoint`."""
+    flag = "--" + attr.replace("_", "-")
+    if value is True:
+        return flag
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+
+
+def regression_overrides(args: argparse.Namespace, o: Overrides | None = None) -> Overrides:
+    from edgefocal.recipe import Overrides
+
+    o = Overrides(origin=getattr(args, "prog", None)) if o is None else o
+    for a in REGRESSION_FLAGS:
+        if (value := getattr(args, a)) is not None:
+            o.set(f"gates.{a}", value, given(a, value))
+    return o
 
 
 def ci_outputs(args: argparse.Namespace, suite: str, gates, report: dict | None, comparison=None) -> None:
@@ -84,46 +103,59 @@ def ci_outputs(args: argparse.Namespace, suite: str, gates, report: dict | None,
         append_summary(args.summary, summary_markdown(report, gates, comparison))
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict:
-    o: dict = {}
+SIMPLE_FLAGS = {"precision": "precision", "model": "model.name", "checkpoint": "model.checkpoint",
+                "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
+                "max_top1_drop": "gates.max_top1_drop", "min_agreement": "gates.min_agreement",
+                "min_speedup": "gates.min_speedup", "output": "output", "max_cold_start_ms": "gates.max_cold_start_ms",
+                "max_serving_memory_mb": "gates.max_serving_memory_mb", "quant_preset": "quantize.preset",
+                "coreml_compression": "coreml.compression", "baseline": "gates.baseline"}  # flag -> recipe field
+
+
+def overrides_from_args(args: argparse.Namespace) -> Overrides:
+    """The recipe fields the flags set, each remembering its flag: a value the recipe rejects is reported as
+    `edgefocal build: --batch-sizes 0: bench.batch_sizes: ...`, not as an error in the recipe file."""
+    from edgefocal.recipe import Overrides
+
+    o = Overrides(origin=getattr(args, "prog", "edgefocal build"))
     if args.target:
-        o["targets"] = [t.strip() for t in args.target.split(",") if t.strip()]
-    simple = {"precision": "precision", "model": "model.name", "checkpoint": "model.checkpoint",
-              "num_classes": "model.num_classes", "calib_size": "calibration.size", "eval_size": "eval.size",
-              "max_top1_drop": "gates.max_top1_drop",
-              "min_agreement": "gates.min_agreement", "min_speedup": "gates.min_speedup", "output": "output",
-              "max_cold_start_ms": "gates.max_cold_start_ms", "max_serving_memory_mb": "gates.max_serving_memory_mb",
-              "quant_preset": "quantize.preset",
-              "coreml_compression": "coreml.compression"}
-    for attr, key in simple.items():
+        o.set("targets", [t.strip() for t in args.target.split(",") if t.strip()], given("target", args.target))
+    for attr, key in SIMPLE_FLAGS.items():
         value = getattr(args, attr)
         if value is not None:
-            o[key] = str(value) if isinstance(value, Path) else value
-    o.update(regression_overrides(args))
-    if args.baseline:
-        o["gates.baseline"] = str(args.baseline)
+            o.set(key, str(value) if isinstance(value, Path) else value, given(attr, value))
+    regression_overrides(args, o)
     if args.trust_checkpoint:
-        o["model.trust_checkpoint"] = True
+        o.set("model.trust_checkpoint", True, given("trust_checkpoint"))
     if args.require_engine:
-        o["tensorrt.require_engine"] = True
+        o.set("tensorrt.require_engine", True, given("require_engine"))
     if args.calibration:
-        o["calibration"] = args.calibration
+        o.set("calibration", args.calibration, given("calibration", args.calibration))
     if args.calib_dir:
-        o.update({"calibration.source": "imagefolder", "calibration.path": str(args.calib_dir)})
+        for key, value in (("calibration.source", "imagefolder"), ("calibration.path", str(args.calib_dir))):
+            o.set(key, value, given("calib_dir", args.calib_dir))
     if args.eval_dir:
-        o.update({"eval.source": "imagefolder", "eval.path": str(args.eval_dir)})
+        for key, value in (("eval.source", "imagefolder"), ("eval.path", str(args.eval_dir))):
+            o.set(key, value, given("eval_dir", args.eval_dir))
     if args.data_root:
-        o.update({"calibration.path": str(args.data_root), "eval.path": str(args.data_root)})
+        for key in ("calibration.path", "eval.path"):
+            o.set(key, str(args.data_root), given("data_root", args.data_root))
     if args.batch_sizes:
+        flag, hint = given("batch_sizes", args.batch_sizes), "comma-separated batch sizes ≥ 1, e.g. --batch-sizes 1,8"
         try:
-            o["bench.batch_sizes"] = [int(x) for x in args.batch_sizes.split(",")]
+            o.set("bench.batch_sizes", [int(x) for x in args.batch_sizes.split(",")], flag, hint)
         except ValueError:
-            raise BadInput(f"--batch-sizes {args.batch_sizes} is not a list of integers", hint="e.g. --batch-sizes 1,8")
+            raise BadInput(f"{o.origin}: {flag}: not a list of integers", hint=hint) from None
     if args.prune:
         from edgefocal.prune import parse_prune_flag
 
-        for k, v in parse_prune_flag(args.prune).items():
-            o[f"prune.{k}"] = v
+        flag = given("prune", args.prune)
+        try:
+            fields = parse_prune_flag(args.prune)
+        except BadInput as e:
+            raise BadInput(f"{o.origin}: {e}", hint=e.hint) from e
+        for k, v in fields.items():
+            o.set(f"prune.{k}", v, flag, hint="channels:RATIO removes that fraction of the model's MACs, "
+                  "0 < RATIO < 1 (e.g. --prune channels:0.3); or 2:4[:wanda], or none")
     return o
 
 

@@ -12,6 +12,7 @@ from edgefocal.cli.build import add_ci_output_flags, add_regression_flags, ci_ou
 
 def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="compare two existing reports (OLD is the baseline); exit 1 on a regression")
+    c.set_defaults(prog=c.prog)  # "edgefocal compare": what a bad flag's error starts with
     c.add_argument("old", type=Path, help="the baseline: a report.json or its output directory")
     c.add_argument("new", type=Path, help="the build to judge: a report.json or its output directory")
     c.add_argument("--recipe", type=Path, help="take the bounds from this recipe's gates (default: recipes/default.yaml)")

@@ -8,11 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from edgefocal.cli.build import default_recipe
+from edgefocal.cli.build import default_recipe, given
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser("sensitivity", help="per-part INT8 cost (agreement, KL) and latency share, on held-out images")
+    s.set_defaults(prog=s.prog)  # "edgefocal sensitivity": what a bad flag's error starts with
     s.add_argument("--recipe", type=Path, help="a YAML recipe (model, calibration, quantize settings)")
     s.add_argument("--model", help="a timm focalnet_* name or edgefocal-fmnist")
     s.add_argument("--checkpoint", type=Path)
@@ -25,13 +26,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edgefocal.recipe import load_recipe
+    from edgefocal.recipe import Overrides, load_recipe
     from edgefocal.sensitivity import measure, write_plot
 
-    overrides = {k: v for k, v in {"model.name": args.model, "model.checkpoint": args.checkpoint and str(args.checkpoint),
-                                   "quantize.selection_size": args.images}.items() if v is not None}
+    overrides = Overrides(origin=args.prog)
+    for attr, key in (("model", "model.name"), ("checkpoint", "model.checkpoint"), ("images", "quantize.selection_size")):
+        if (value := getattr(args, attr)) is not None:
+            overrides.set(key, str(value) if isinstance(value, Path) else value, given(attr, value))
     if args.target:
-        overrides["targets"] = [t.strip() for t in args.target.split(",") if t.strip()]
+        overrides.set("targets", [t.strip() for t in args.target.split(",") if t.strip()], given("target", args.target))
     recipe = load_recipe(args.recipe or default_recipe(), overrides)
     console = Console(width=None if sys.stdout.isatty() else 160)
     result = measure(recipe, log=lambda m: console.print(f"[cyan]›[/cyan] {m}"))

@@ -3,7 +3,10 @@ remove and repairs what is left, no retraining.
 
 - "channels": a smaller dense FocalNet (MLP hidden units, modulator and context channels per block),
   next layers refitted by least squares. `ratio` is the fraction of the *whole model's* conv/linear MACs
-  removed (at its input size); the fraction of prunable channels removed is reported beside it.
+  removed (at its input size); the fraction of prunable channels removed is reported beside it. By default
+  (`allocation: macs`) every stage gives up the same channel fraction, planned from MAC counts alone, so a
+  recipe prunes the same channels on any machine under any load; `allocation: latency` weights the stages
+  by the target's measured INT8 time per MAC (prune/latency.py), which moves with the machine's load.
 - "2:4": every 1×1 conv of every block (f, h, proj, fc1, fc2) gets ≥2 zeros in each group of 4 input
   channels, chosen and repaired with SparseGPT (or Wanda); TensorRT can run it with sparse kernels.
 """
@@ -122,6 +125,17 @@ def plan_channels(model: torch.nn.Module, input_size, spec: PruneSpec) -> tuple[
     return kept, {"fractions": fractions, "dense": dense}
 
 
+def allocation(spec: PruneSpec) -> str:
+    """How a channel-pruning spec spreads its MACs over the stages: "stage_ratios" and "stage_weights" as the
+    recipe gives them, "latency" for weights measured on the target (pipeline.prune_spec puts them in
+    stage_weights; the same when a recipe pins them), else "macs": the same fraction everywhere, from MAC counts."""
+    if spec.stage_ratios is not None:
+        return "stage_ratios"
+    if spec.stage_weights:
+        return "latency" if spec.allocation == "latency" else "stage_weights"
+    return "macs"
+
+
 def _channel_ratio(before: torch.nn.Module, after: torch.nn.Module) -> float:
     total = removed = 0
     for (_, _, b0), (_, _, b1) in zip(ch.focal_blocks(before), ch.focal_blocks(after)):
@@ -154,7 +168,9 @@ def prune_model(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec
         stats["blocks"] = {name: {g: [got[name][g], ch.group_sizes(b)[g]] for g in ch.GROUPS}
                            for name, _, b in ch.focal_blocks(dense)}
         stats["channel_ratio_removed"] = _channel_ratio(dense, pruned)
-        stats["stage_weights"] = spec.stage_weights  # measured (prune.allocation: latency) or the recipe's
+        stats["allocation"] = allocation(spec)
+        # the channel fraction per stage relative to the others, what `prune.stage_weights` pins (None: stage_ratios)
+        stats["stage_weights"] = None if spec.stage_ratios else spec.stage_weights or [1.0] * len(info["fractions"])
         stats["reconstruct"] = spec.reconstruct
     elif spec.method == "2:4":
         from edgefocal.prune.semistructured import prune_2of4

@@ -1,5 +1,7 @@
-"""How much each FocalNet stage gives up when pruning by latency: the INT8 artifact's measured time per MAC in
-each stage, from the backend's own per-op profile (naming.by_module maps ops back to torch modules)."""
+"""How much each FocalNet stage gives up when pruning by latency (`prune.allocation: latency`, opt-in): the INT8
+artifact's measured time per MAC in each stage, from the backend's own per-op profile (naming.by_module maps ops
+back to torch modules). A clock decides it, so machine load changes the weights, hence which channels go, the
+accuracy and the artifacts; the default (`allocation: macs`) plans from MAC counts alone and needs none of this."""
 from __future__ import annotations
 
 import re
@@ -19,8 +21,8 @@ def stage_latency_weights(model, input_size: tuple[int, ...], calibration: np.nd
     """Relative channel fraction per stage for pruning, from where the INT8 artifact on `backend` really
     spends its time: a stage's measured ms per MAC over the mean (a MAC in the high-resolution stages
     carries more LayerNorm, GELU, depthwise and memory time than one in the deep stages). The median of
-    three profiles, rounded to 0.1, so that rebuilds on the same machine mostly prune alike; the report
-    records the weights, and `prune.stage_weights` pins them. None when this backend cannot be
+    three profiles, rounded to 0.1, so that rebuilds on a quiet machine mostly prune alike (a loaded one moves
+    them); the report records the weights, and `prune.stage_weights` pins them. None when this backend cannot be
     profiled here (the planner then spreads the cut by MACs)."""
     if not backend.profiles_ops:
         log(f"pruning plan: {backend.name} cannot be profiled here; channels are cut by MACs")
