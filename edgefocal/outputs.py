@@ -6,7 +6,9 @@ output, and readers that must never find the output missing. So one build holds 
 output (`.NAME.lock`, fcntl.flock: the kernel drops it when the process dies, even by SIGKILL); under
 that lock any `.NAME.staging-*`/`.NAME.old-*` left by a killed build is stale and is removed; and the
 new directory replaces the old one with one atomic `renameat2(RENAME_EXCHANGE)` on Linux (two renames
-elsewhere, where a reader may see a moment without the directory)."""
+elsewhere, where a reader may see a moment without the directory). A SIGTERM that the build cannot unwind
+from in time (signals.py's watchdog) still removes the staging directory and the lock file: both are
+registered with `remove_on_forced_exit` while they exist."""
 from __future__ import annotations
 
 import ctypes
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 from edgefocal.errors import BadInput
-from edgefocal.signals import deferred_signals
+from edgefocal.signals import deferred_signals, remove_on_forced_exit
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -102,12 +104,15 @@ class StagedOutput:
         if self.final.exists() and not self.final.is_dir():
             raise BadInput(f"output {self.final} exists and is not a directory", hint="choose another --output")
         self._fd = None
+        self._forced: list[remove_on_forced_exit] = []  # what a forced exit removes, released by close()
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             self._fd = _lock(self.final)
+            self._forced.append(remove_on_forced_exit(lock_path(self.final)))
             remove_stale(self.final)
             prefix = f".{self.final.name}.staging-{os.getpid()}-"
             self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.final.parent))
+            self._forced.append(remove_on_forced_exit(self.path))  # after an exchange, it holds the old output
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self.path, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary directory
@@ -130,6 +135,7 @@ class StagedOutput:
                 self._old = self.path  # the swap left the previous output at the staging path
             else:
                 self._old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+                self._forced.append(remove_on_forced_exit(self._old))
                 os.rename(self.final, self._old)
                 os.rename(self.path, self.final)
             self.committed = True
@@ -152,6 +158,8 @@ class StagedOutput:
 
     def close(self) -> None:
         """Release the output's lock (a SIGKILLed build leaves its lock file; the next build reuses it)."""
+        for registered in self._forced:
+            registered.release()
         if self._fd is not None:
             _unlock(self.final, self._fd)
             self._fd = None
