@@ -13,8 +13,16 @@ from edgefocal.summary import speedup_text, stability_text
 #: report.json's layout version. 3: rows carry the serving figures (cold_start_ms, first_inference_ms,
 #: serving_memory_mb, consistency, serving_note; verify/serving.py); 2: rows are written from core.Row (same
 #: keys as before); 1 (no "schema" key): the reports before it. baseline.load_report reads all three (a
-#: missing figure is not compared).
+#: missing figure is not compared). Within 3, a report may also carry "stages" (each stage's wall seconds and
+#: peak process-tree RSS, edgefocal/stages.py) and "peak_rss_mb" (the whole build's); older reports have neither,
+#: and every reader treats them as optional.
 SCHEMA = 3
+
+#: what the Stages section's figures are (edgefocal/stages.py has the detail and the limits)
+STAGES_HEADLINE = ("wall time of each stage, and the peak resident memory (RSS) of the build's process tree while "
+                   "it ran: the build process and the processes it starts (serving children, engine builders), "
+                   "summed, sampled about every 0.2 s, with the kernel's high-water marks as a floor; "
+                   "GPU memory is not in it")
 
 
 def identity(loaded, data) -> dict:
@@ -31,9 +39,10 @@ def identity(loaded, data) -> dict:
 
 
 def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, rows: list[Row],
-             reference_device: str, threads: int, started: float) -> dict:
+             reference_device: str, threads: int, started: float, stages: dict | None = None) -> dict:
     """The report of one build (report.json): what was built from what, where, and every row's figures.
-    The rows stay Row objects in memory; `write` serializes them (Row.to_dict, through core.jsonable)."""
+    The rows stay Row objects in memory; `write` serializes them (Row.to_dict, through core.jsonable).
+    `stages`: StageMeter.to_dict() (edgefocal/stages.py), kept as "stages" and "peak_rss_mb" (`stage_fields`)."""
     import torch
 
     from edgefocal.machine import machine, machine_class
@@ -50,7 +59,45 @@ def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, 
         "bench": {**recipe.bench.model_dump(), "threads_used": threads},
         "rows": rows,
         "seconds": round(time.time() - started, 1),
+        **stage_fields(stages),
     }
+
+
+def stage_fields(stages: dict | None) -> dict:
+    """report.json's "stages" (per stage: name, seconds, peak_rss_mb, and "running" for the stage the report is
+    written in) and "peak_rss_mb" (the whole build's) from StageMeter.to_dict(); nothing without it. A build
+    refreshes them just before writing with `report.update(stage_fields(meter.to_dict()))`."""
+    if stages is None:
+        return {}
+    return {"stages": stages["stages"], "peak_rss_mb": stages["peak_rss_mb"]}
+
+
+def stages_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """The Stages section's table (report.md, report.html); no rows for a report without stages (older ones)."""
+    rows = [[stage_label(s), _fmt(s.get("seconds"), ".1f"), _fmt(s.get("peak_rss_mb"), ".0f")]
+            for s in report.get("stages") or []]
+    return ["stage", "seconds", "peak RSS MB"], rows
+
+
+def stage_label(stage: dict) -> str:
+    """The stage's name; 'write (so far)' for the one still running when the report was written."""
+    return stage["name"] + (" (so far)" if stage.get("running") else "")
+
+
+def build_totals(report: dict) -> str:
+    """'whole build: 312 s, peak RSS 2140 MB (process tree)'; the seconds alone for a report without stages."""
+    text, peak = f"whole build: {_fmt(report.get('seconds'), '.0f')} s", report.get("peak_rss_mb")
+    return text + ("" if peak is None else f", peak RSS {peak:.0f} MB (process tree)")
+
+
+def stages_markdown(report: dict) -> list[str]:
+    """report.md's Stages section; nothing for a report without stages."""
+    header, rows = stages_table(report)
+    if not rows:
+        return []
+    return (["", "## Stages", "", STAGES_HEADLINE + ".", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)] + ["| " + " | ".join(row) + " |" for row in rows]
+            + ["", f"- {build_totals(report)}"])
 
 
 def _fmt(v, spec: str, missing: str = "–") -> str:
@@ -120,6 +167,7 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
             lines.append(f"- stage weights {p['stage_weights']} (channel fraction per stage; set `prune.stage_weights` "
                          "to these to prune the same channels in a rebuild)")
     lines += serving_report.markdown(report)
+    lines += stages_markdown(report)
     lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
@@ -139,7 +187,9 @@ def precision_section(plan: dict | None, top: int = 10) -> list[str]:
                      f"kept float {', '.join(f'`{m}`' for m in search['chosen']) or 'nothing'}; selection agreement "
                      f"{search['selection'].get('agreement', 0):.4f} ({search['selection']['images']} images), validation "
                      f"{search['validation']['agreement']:.4f} ({search['validation']['images']} other images); "
-                     f"{search['seconds']:.0f} s")
+                     f"parts ranked on {search['selection'].get('scan_images', search['selection']['images'])} "
+                     f"images; {search['seconds']:.0f} s")
+        lines += [f"- **search warning:** {w}" for w in search.get("warnings", [])]
     if plan.get("sensitivity"):
         lines += ["", "| part | module | agreement cost (pt) | KL cost | latency share |", "|---|---|---|---|---|"]
         for r in plan["sensitivity"][:top]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgefocal.core import Row
 from edgefocal.gate import GateResult, from_dict
+from edgefocal.report import STAGES_HEADLINE, build_totals, stage_label, stages_table
 from edgefocal.serving_report import html_section as serving_html
 from edgefocal.summary import by_batch, speedup_text, stability_text
 
@@ -179,6 +180,34 @@ def sensitivity_chart(rows: list[dict], top: int = 20) -> str:
     return _svg(fig)
 
 
+def stage_seconds(stages: list[dict]) -> str:
+    """Each stage's wall seconds as a bar, in build order from the top, its peak RSS beside it: where the
+    build's time (and memory) went."""
+    stages = stages[::-1]
+    fig = _figure((6.4, 0.3 * len(stages) + 1.0))
+    ax = fig.add_subplot()
+    seconds = [s.get("seconds") or 0 for s in stages]
+    ax.barh([stage_label(s) for s in stages], seconds, color="#55a868")
+    for i, s in enumerate(stages):
+        if s.get("peak_rss_mb") is not None:
+            ax.text(seconds[i], i, f"  {s['peak_rss_mb']:.0f} MB", va="center", fontsize=7)
+    ax.margins(x=0.2)
+    ax.set_xlabel("wall seconds (peak RSS of the process tree beside each bar)")
+    ax.tick_params(axis="y", labelsize=8)
+    return _svg(fig)
+
+
+def _stages(report: dict) -> str:
+    """The Stages section; nothing for a report without stages (older ones)."""
+    header, rows = stages_table(report)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<section id="stages"><h2>Stages</h2><p>{html.escape(STAGES_HEADLINE)}.</p>'
+            f'<table class="stages"><tr>{head}</tr>{body}</table><p>{html.escape(build_totals(report))}</p></section>')
+
+
 def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
     gates = [g if isinstance(g, GateResult) else from_dict(g) for g in (report.get("gates", []) if gates is None else gates)]
     charts = [("agreement-vs-latency", "Agreement with FP32 against latency", agreement_vs_latency(report)),
@@ -187,6 +216,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
         charts.append(("before-after", "Against the baseline", ba))
     if (plan := report.get("precision_plan") or {}).get("sensitivity"):
         charts.append(("sensitivity", "INT8 sensitivity by FocalNet part", sensitivity_chart(plan["sensitivity"])))
+    if report.get("stages"):
+        charts.append(("stage-seconds", "Wall time per stage", stage_seconds(report["stages"])))
     base = report.get("baseline") or {}
     notes = [f"{k}: {v}" for k, v in (("reference", report["reference"]["device"]),
                                       ("eval", f"{report['eval']['name']} ({report['eval']['count']} images)"))]
@@ -195,6 +226,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
             "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
     if serving := serving_html(report):
         body.append(serving)
+    if stages := _stages(report):
+        body.append(stages)
     if gates:
         body += ["<h2>Gates</h2>", _gates(gates)]
     body += ["<h2>Charts</h2>"] + [f'<figure class="chart" id="{cid}"><figcaption>{html.escape(cap)}</figcaption>{svg}'

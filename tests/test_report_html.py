@@ -11,12 +11,13 @@ import pytest
 from edgefocal.baseline import compare_reports
 from edgefocal.recipe import Gates
 from edgefocal.report_html import write_html
-from sample_reports import edited, loaded, make_report, with_serving
+from sample_reports import edited, loaded, make_report, with_serving, with_stages
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
                                 "(apt-get install chromium; .ci/run installs it)")
 C0, C1 = (31, 119, 180), (255, 127, 14)  # matplotlib's first two colours: the bars of the before/after chart
+STAGE_GREEN = (85, 168, 104)  # the stage-seconds chart's bars
 
 
 def external_references(page: str) -> list[str]:
@@ -31,7 +32,7 @@ def page(tmp_path_factory):
     base = with_serving(make_report())  # schema 3: serving figures; the baseline served with 30 % less memory
     comp = compare_reports(with_serving(edited(make_report(), "openvino int8", agreement=0.9961),
                                         {"openvino int8": 0.7}), base, Gates())
-    report = dict(loaded(base), baseline=comp.to_dict())
+    report = dict(with_stages(loaded(base)), baseline=comp.to_dict())  # with the stages of issue 19
     return write_html(report, comp.results, out)
 
 
@@ -53,7 +54,7 @@ def test_chromium_builds_the_charts_into_the_dom(page, tmp_path):
     dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     charts = dom.split('<figure class="chart"')[1:]
     ids = [c.split('id="')[1].split('"')[0] for c in charts]
-    assert ids == ["agreement-vs-latency", "latency-distributions", "before-after"]
+    assert ids == ["agreement-vs-latency", "latency-distributions", "before-after", "stage-seconds"]
     for chart in charts:
         assert "<svg" in chart and chart.count("<path") > 20  # axes, glyphs and marks, parsed into elements
     assert "max_agreement_regression" in dom and "2.22× [2.16–2.29]" in dom
@@ -71,12 +72,25 @@ def test_chromium_shows_the_serving_section(page, tmp_path):
     assert "max_memory_growth b1" in dom and "max_memory_growth b8" in dom  # its gates, in the gate table
 
 
+def test_chromium_shows_the_stages_section(page, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    section = dom.split('<section id="stages">')[1].split("</section>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", section) == ["stage", "seconds", "peak RSS MB"]
+    rows = [r.split("</td><td>") for r in re.findall(r"<tr><td>(.*?)</td></tr>", section)]
+    assert [r[0] for r in rows] == ["load", "data", "prune", "export", "search", "quantize+package", "verify",
+                                    "serving", "write (so far)"]
+    assert rows[4] == ["search", "61.0", "1830"] and rows[7] == ["serving", "22.9", "2140"]
+    assert "whole build: 178 s, peak RSS 2140 MB (process tree)" in section
+    chart = dom.split('<figure class="chart" id="stage-seconds">')[1].split("</figure>")[0]
+    assert "Wall time per stage" in chart and chart.count("<path") > 20
+
+
 def test_the_screenshot_shows_the_charts(page, tmp_path):
     from PIL import Image
 
     shot = tmp_path / "shot.png"
-    chromium(tmp_path, "--window-size=1280,2600", f"--screenshot={shot}", page.as_uri())
+    chromium(tmp_path, "--window-size=1280,3400", f"--screenshot={shot}", page.as_uri())
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     assert (pixels.min(axis=1) < 200).mean() > 0.02  # not blank
-    for colour in (C0, C1):  # the baseline and this build's bars were painted
+    for colour in (C0, C1, STAGE_GREEN):  # the baseline's, this build's and the stages' bars were painted
         assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 500, colour
