@@ -19,7 +19,6 @@ from pathlib import Path
 from edgefocal.core import Row
 from edgefocal.errors import BadInput
 from edgefocal.gate import INCONCLUSIVE, PASSED, GateResult, inconclusive, interval_verdict
-from edgefocal.machine import machine_class
 from edgefocal.recipe import Gates
 
 

@@ -87,6 +87,7 @@ class BuildContext:
     num_threads: int = 2
     log: Callable[[str], None] = print
     sparsity_2of4: bool = False  # the pruning step left 2:4-sparse weights (TensorRT's sparse kernels)
+    quantized: dict = field(default_factory=dict)  # Backend.quantized's models, by (backend, float nodes)
 
 
 @dataclass

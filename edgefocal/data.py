@@ -5,20 +5,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from edgefocal.errors import BadInput
+from edgefocal.imagestore import ImageStore, batch_size, write_store
 from edgefocal.preprocessing import make_transform
 from edgefocal.progress import Progress
+from edgefocal.signals import remove_on_forced_exit
 
 FASHION_MNIST_DIR = Path(os.environ.get("EDGEFOCAL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
+DECODE_THREADS = 4
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -60,9 +67,13 @@ class Dataset:
     load: Callable[[int], "object"]
     key: Callable[[int], bytes]
     arrays: np.ndarray | None = None  # float32 NCHW, preprocessed by the caller
+    files: list[Path] | None = None  # an image folder's, for errors that name the file
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def describe(self, i: int) -> str:
+        return f"image {self.files[i]}" if self.files is not None else f"image {i} of {self.name}"
 
 
 def array_dataset(name: str, images: np.ndarray, labels: np.ndarray | None = None) -> Dataset:
@@ -167,6 +178,7 @@ def image_folder(root: Path) -> Dataset:
         class_names=classes,
         load=load,
         key=lambda i: str(files[i].relative_to(root)).encode() + files[i].read_bytes(),
+        files=files,
     )
 
 
@@ -208,32 +220,78 @@ def fingerprint(dataset: Dataset, indices: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:
-    """Preprocessed float32 NCHW array of the given items (taken as they are from a dataset of arrays)."""
+def preprocessed_batches(dataset: Dataset, indices: np.ndarray, data_config: dict, batch: int,
+                         advance: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+    """The given items preprocessed, `batch` at a time (taken as they are from a dataset of arrays). Files
+    are decoded by a few threads: PIL's decoders and torch's resize release the GIL, and the order, hence
+    every byte of the result, stays that of `indices`."""
+    expected = tuple(int(v) for v in data_config["input_size"])
     if dataset.arrays is not None:
-        expected = tuple(int(v) for v in data_config["input_size"])
         if dataset.arrays.shape[1:] != expected:
             raise BadInput(f"the {dataset.name} images have shape {dataset.arrays.shape[1:]} per image but the "
                            f"model's data config says input_size {list(expected)}",
                            hint="preprocess the images to the model's input size, or pass data_config= to match")
-        if progress is not None:
-            progress(len(indices))
-        return np.ascontiguousarray(dataset.arrays[indices])
+        for start in range(0, len(indices), batch):
+            chunk = np.ascontiguousarray(dataset.arrays[indices[start:start + batch]])
+            if advance is not None:
+                advance(len(chunk))
+            yield chunk
+        return
     tf = make_transform(data_config)
-    out = np.empty((len(indices), *data_config["input_size"]), dtype=np.float32)
-    for j, i in enumerate(indices):
-        out[j] = tf(dataset.load(int(i))).numpy()
-        if progress is not None:
-            progress(1)
-    return out
+
+    def one(i) -> np.ndarray:
+        x = tf(dataset.load(int(i))).numpy()
+        if x.shape != expected:
+            raise BadInput(f"{dataset.describe(int(i))} preprocesses to shape {list(x.shape)}, but the model "
+                           f"takes {list(expected)}", hint="pass images with the model's channel count, "
+                           "or set model.data_config.input_size to what the model was trained on")
+        return x
+
+    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(indices), batch):
+            chunk = np.stack(list(pool.map(one, indices[start:start + batch])))
+            if advance is not None:
+                advance(len(chunk))
+            yield chunk
+
+
+def preprocess(dataset: Dataset, indices: np.ndarray, data_config: dict, progress=None) -> np.ndarray:
+    """Preprocessed float32 NCHW array of the given items, in memory: for sets bounded by a recipe size
+    (calibration), not for eval sets, which `image_store` keeps on disk."""
+    size = batch_size(tuple(data_config["input_size"]))
+    parts = list(preprocessed_batches(dataset, indices, data_config, size, progress))
+    return np.concatenate(parts) if parts else np.empty((0, *data_config["input_size"]), np.float32)
+
+
+def image_store(dataset: Dataset, indices: np.ndarray, data_config: dict, path: Path, progress=None) -> ImageStore:
+    """The given items preprocessed into an .npy file (imagestore.py), a batch at a time."""
+    shape = tuple(int(v) for v in data_config["input_size"])
+    batches = preprocessed_batches(dataset, indices, data_config, batch_size(shape), progress)
+    return write_store(path, shape, len(indices), batches)
+
+
+@contextmanager
+def data_cache(staging: Path) -> Iterator[Path]:
+    """Where a build keeps its preprocessed image sets: $EDGEFOCAL_CACHE_DIR (a fresh directory in it) or
+    the staging directory's `.cache`, which goes with the staging directory whatever ends the build.
+    Removed on the way out, before the output is written."""
+    root = os.environ.get("EDGEFOCAL_CACHE_DIR")
+    path = Path(tempfile.mkdtemp(prefix="edgefocal-cache-", dir=root)) if root else Path(staging) / ".cache"
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with remove_on_forced_exit(path):
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
 class ImageSet:
-    """Preprocessed float32 NCHW images with labels, and the identity of what was chosen."""
+    """Preprocessed float32 NCHW images with labels, and the identity of what was chosen. `images` is an
+    array, or for an eval or held-out set in a build an ImageStore on disk, sliced the same way."""
 
     name: str
-    images: np.ndarray
+    images: np.ndarray | ImageStore
     labels: np.ndarray
     fingerprint: str
 
@@ -243,49 +301,59 @@ class ImageSet:
 
 @dataclass
 class BuildData:
-    """The calibration and eval sets of one build; `source` and `used` let held-out images be drawn later."""
+    """The calibration and eval sets of one build; `source` and `used` let held-out images be drawn later,
+    into `cache` (None: in memory)."""
 
     calibration: ImageSet
     eval: ImageSet
     source: Dataset  # the calibration dataset
     used: np.ndarray  # its indices taken for calibration
+    cache: Path | None = None
 
 
-def _image_set(ds: Dataset, spec, data_config: dict, what: str, size: int | None,
-               progress: Progress) -> tuple[ImageSet, np.ndarray]:
+def _indices(ds: Dataset, what: str, size: int | None, seed: int) -> np.ndarray:
     if len(ds) == 0:
         raise BadInput(f"the {what} set ({ds.name}) is empty", hint=f"point {what} at labelled images")
-    idx = balanced_subset(ds.labels, size, spec.seed) if size else np.arange(len(ds))
-    with progress.task(f"preprocess {what} ({ds.name})", len(idx)) as advance:
-        images = preprocess(ds, idx, data_config, advance)
-    return ImageSet(ds.name, images, ds.labels[idx], fingerprint(ds, idx)), idx
+    return balanced_subset(ds.labels, size, seed) if size else np.arange(len(ds))
 
 
 def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | None = None, *,
-              calibration: Dataset | None = None, evaluation: Dataset | None = None) -> BuildData:
-    """The recipe's calibration subset and eval set, preprocessed with the model's data config. Datasets
-    given here (the Python API's arrays) stand in for the recipe's sources; its sizes and seeds still apply."""
+              calibration: Dataset | None = None, evaluation: Dataset | None = None,
+              cache: Path | None = None) -> BuildData:
+    """The recipe's calibration subset and eval set, preprocessed with the model's data config: the
+    calibration subset in memory (its size is the recipe's), the eval set into `cache` on disk when given
+    (its size is the user's data's). Datasets given here (the Python API's arrays) stand in for the recipe's
+    sources; its sizes and seeds still apply."""
     progress = progress or Progress()
     source = calibration or open_dataset(recipe.calibration.source, recipe.calibration.split, recipe.calibration.path)
-    calib, used = _image_set(source, recipe.calibration, data_config, "calibration", recipe.calibration.size, progress)
+    used = _indices(source, "calibration", recipe.calibration.size, recipe.calibration.seed)
+    with progress.task(f"preprocess calibration ({source.name})", len(used)) as advance:
+        calib = ImageSet(source.name, preprocess(source, used, data_config, advance), source.labels[used],
+                         fingerprint(source, used))
     ev = evaluation or open_dataset(recipe.eval.source, recipe.eval.split, recipe.eval.path)
-    evaluated, _ = _image_set(ev, recipe.eval, data_config, "eval", recipe.eval.size, progress)
-    if len(evaluated) and evaluated.labels.max() >= num_classes:
-        raise BadInput(f"eval labels go up to {evaluated.labels.max()} but the model has {num_classes} classes",
+    idx = _indices(ev, "eval", recipe.eval.size, recipe.eval.seed)
+    labels = ev.labels[idx]
+    if len(labels) and labels.max() >= num_classes:
+        raise BadInput(f"eval labels go up to {labels.max()} but the model has {num_classes} classes",
                        hint="pass --num-classes / a checkpoint trained on this dataset")
-    return BuildData(calib, evaluated, source, used)
+    with progress.task(f"preprocess eval ({ev.name})", len(idx)) as advance:
+        images = (image_store(ev, idx, data_config, cache / "eval.npy", advance)
+                  if cache is not None and ev.arrays is None else preprocess(ev, idx, data_config, advance))
+    return BuildData(calib, ImageSet(ev.name, images, labels, fingerprint(ev, idx)), source, used, cache)
 
 
-def held_out(data: BuildData, size: int, seed: int, data_config: dict) -> ImageSet:
+def held_out(data: BuildData, size: int, seed: int, data_config: dict, name: str = "held_out") -> ImageSet:
     """Up to `size` class-balanced images of the calibration source that calibration did not use (and, the
-    source being the train split by default, that the eval set does not hold). When calibration used every
-    image (the Python API's arrays), the calibration images themselves: the precision search compares with
-    FP32 logits, not labels, so it still works, only less independently, and the set's name says so."""
+    source being the train split by default, that the eval set does not hold), on disk in the build's cache
+    when it has one. When calibration used every image (the Python API's arrays), the calibration images
+    themselves: the precision search compares with FP32 logits, not labels, so it still works, only less
+    independently, and the set's name says so."""
     spare = np.setdiff1d(np.arange(len(data.source)), data.used)
     if len(spare) == 0:
         c = data.calibration
         return ImageSet(f"{c.name} (calibration images: none held out)", c.images[:size], c.labels[:size],
                         c.fingerprint)
     pick = spare[balanced_subset(data.source.labels[spare], min(size, len(spare)), seed)]
-    images = preprocess(data.source, pick, data_config)
+    images = (image_store(data.source, pick, data_config, data.cache / f"{name}.npy")
+              if data.cache is not None and data.source.arrays is None else preprocess(data.source, pick, data_config))
     return ImageSet(f"{data.source.name} (held out)", images, data.source.labels[pick], fingerprint(data.source, pick))

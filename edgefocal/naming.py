@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
-from typing import Iterable
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

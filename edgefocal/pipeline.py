@@ -14,20 +14,25 @@ import edgefocal.manifest as manifest
 import edgefocal.models as models
 import edgefocal.report as reporting
 from edgefocal.baseline import check_same_inputs, compare_reports, load_report
-from edgefocal.data import BuildData, held_out, load_data
+from edgefocal.data import BuildData, data_cache, held_out, load_data
 from edgefocal.errors import GateFailed, Interrupted
 from edgefocal.export import Exported, export
 from edgefocal.gate import GateResult, check_gates
 from edgefocal.outputs import StagedOutput
 from edgefocal.progress import Progress
+from edgefocal.stages import StageMeter
 from edgefocal.prune import prune
 from edgefocal.backends import Backend, get_backend, resolve
 from edgefocal.core import Artifact, BuildContext, jsonable
 from edgefocal.precision import PrecisionPlan, plan_precision
 from edgefocal.recipe import Recipe
 from edgefocal.verify.compare import artifact_subject, torch_subjects, verify
+from edgefocal.verify.evaluate import predict
 from edgefocal.verify.serving import measure_serving
 from edgefocal.verify.stability import StabilityPolicy
+
+
+EXPORT_CHECK = 4  # eval images the ONNX export is checked against torch on, in one batch (bounded at any input size)
 
 
 @dataclass
@@ -51,44 +56,66 @@ def build(recipe: Recipe, console=None, *, model: models.LoadedModel | None = No
     threads = set_threads(recipe.bench.threads)
     staged = StagedOutput(recipe.output)  # fails now, not after minutes of work, if unwritable or busy
     try:
-        with staged:
-            loaded = model if model is not None else models.load(recipe.model)
+        with staged, StageMeter() as meter:
+            with meter.stage("load"):
+                loaded = model if model is not None else models.load(recipe.model)
             progress.log(f"model {loaded.name} ({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.2f}M "
                          f"params), input {tuple(loaded.data_config['input_size'])}")
-            if data is None:
-                data = load_data(recipe, loaded.data_config, loaded.model.num_classes, progress)
-            inputs = reporting.identity(loaded, data)
-            if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
-                check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
-            pruned = prune(loaded.model, data.calibration.images, prune_spec(recipe, loaded, data, targets, threads,
-                                                                             progress.log), progress.log)
-            progress.log("exporting ONNX (opset 18, dynamic batch)")
-            exported = export(pruned.model, loaded.data_config["input_size"], data.eval.images[:16], staged.path)
-            plan = plan_precision(_onnx(exported), recipe.quantize.preset, recipe.quantize.float_modules)
-            ctx = context(recipe, loaded, data, exported, pruned.stats, staged.path, threads, progress)
-            plan = search_precision(recipe, targets, ctx, plan, data, _onnx(exported))
-            artifacts = [a for t in targets for a in package(t, ctx, plan)]
-            reference, pruned_runner, cpu_baseline = _torch_runners(loaded.model, pruned, threads)
-            subjects = torch_subjects(reference, pruned_runner, cpu_baseline) + \
-                [artifact_subject(a, staged.path) for a in artifacts]
-            rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
-                          StabilityPolicy.from_gates(recipe.gates))
-            measure_serving(subjects, data.eval.images, recipe.bench, threads, progress)
-            report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
-                                        plan=plan if recipe.precision == "int8" else None, rows=rows,
-                                        reference_device=_reference_text(reference, cpu_baseline), threads=threads,
-                                        started=started)
-            gates = gate(recipe, report, baseline)
-            write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=jsonable(report),
-                                                   workdir=staged.path, onnx_fp32=exported.onnx), staged.path)
+            with data_cache(staged.path) as cache:
+                report, gates, onnx_fp32 = _verified(recipe, targets, loaded, data, cache, baseline, threads,
+                                                     staged.path, progress, started, meter)
+            with meter.stage("write"):
+                report.update(reporting.stage_fields(meter.to_dict()))  # the latest figures, just before writing
+                write(report, gates, manifest.assemble(loaded=loaded, recipe=recipe, report=jsonable(report),
+                                                       workdir=staged.path, onnx_fp32=onnx_fp32), staged.path)
             final = staged.commit()
     except KeyboardInterrupt:
         raise Interrupted("the build was interrupted; nothing was written to " + str(recipe.output),
                           hint="run the build again") from None
     if console is not None:
         reporting.render(report, gates, console)
-        console.print(f"[bold]wrote[/bold] {final} in {report['seconds']:.0f} s")
+        console.print(f"[bold]wrote[/bold] {final} in {report['seconds']:.0f} s, peak RSS "
+                      f"{report.get('peak_rss_mb', 0):.0f} MB (process tree)")
     return BuildResult(final, report, gates)
+
+
+def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | None, cache: Path, baseline,
+              threads: int, workdir: Path, progress: Progress, started: float,
+              meter: StageMeter) -> tuple[dict, list[GateResult], Path]:
+    """Data → prune → export → precision → package → verify → serving → report and gates, each stage timed
+    and its peak memory kept (stages.py), with the image sets streamed from `cache` (data.data_cache), which
+    is gone before anything is written."""
+    with meter.stage("data"):
+        if data is None:
+            data = load_data(recipe, loaded.data_config, loaded.model.num_classes, progress, cache=cache)
+    inputs = reporting.identity(loaded, data)
+    if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
+        check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
+    with meter.stage("prune"):
+        pruned = prune(loaded.model, data.calibration.images, prune_spec(recipe, loaded, data, targets, threads,
+                                                                         progress.log), progress.log)
+    with meter.stage("export"):
+        progress.log("exporting ONNX (opset 18, dynamic batch)")
+        exported = export(pruned.model, loaded.data_config["input_size"], data.eval.images[:EXPORT_CHECK], workdir)
+    with meter.stage("search"):
+        plan = plan_precision(_onnx(exported), recipe.quantize.preset, recipe.quantize.float_modules)
+        ctx = context(recipe, loaded, data, exported, pruned.stats, workdir, threads, progress)
+        plan = search_precision(recipe, targets, ctx, plan, data, _onnx(exported))
+    with meter.stage("quantize+package"):
+        artifacts = [a for t in targets for a in package(t, ctx, plan)]
+    with meter.stage("verify"):
+        reference, pruned_runner, cpu_baseline = _torch_runners(loaded.model, pruned, threads)
+        subjects = torch_subjects(reference, pruned_runner, cpu_baseline) + \
+            [artifact_subject(a, workdir) for a in artifacts]
+        rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
+                      StabilityPolicy.from_gates(recipe.gates))
+    with meter.stage("serving"):
+        measure_serving(subjects, data.eval.images, recipe.bench, threads, progress)
+    report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
+                                plan=plan if recipe.precision == "int8" else None, rows=rows,
+                                reference_device=_reference_text(reference, cpu_baseline), threads=threads,
+                                started=started, stages=meter.to_dict())
+    return report, gate(recipe, report, baseline), exported.onnx
 
 
 def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:
@@ -146,65 +173,54 @@ def context(recipe: Recipe, loaded, data: BuildData, exported: Exported, prune_s
                         sparsity_2of4=bool(prune_stats and prune_stats.get("sparsity_2of4")))
 
 
-def target_agreement(recipe: Recipe, selection: int, evaluation: int) -> float | None:
-    """quantize.target_agreement; "auto": the selection agreement at which the eval agreement meets the
-    min_agreement gate (0.995 where none is set) about 19 times in 20 (precision/search.py auto_target_agreement)."""
-    from edgefocal.precision.search import auto_target_agreement
-
-    t = recipe.quantize.target_agreement
-    if t != "auto":
-        return t
-    return auto_target_agreement(recipe.gates.min_agreement or 0.995, selection, evaluation)
-
-
 def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, plan: PrecisionPlan,
                      data: BuildData, onnx_model) -> PrecisionPlan:
     """Mixed precision (precision/search.py) on the requested targets this machine can run: the plan with the
     parts float that held-out agreement needs, within the latency budget."""
     from edgefocal.precision.search import choose
+    from edgefocal.prune.macs import count
 
     spec = recipe.quantize
     if recipe.precision != "int8" or spec.target_agreement is None:
         return plan
+    ctx.log("mixed precision: quantizing once per target under the preset plan, to measure its parts")
     probes = [p for t in targets if (p := t.probe(ctx, plan)) is not None]
     if not probes:
         ctx.log("mixed precision: no requested target runs here; the preset plan stands")
         return plan
-    from edgefocal.prune.macs import count
-
     macs = count(ctx.model, tuple(ctx.data_config["input_size"]))
-    selection, validation = _selection_and_validation(recipe, ctx, plan, data, macs.macs, len(probes))
-    # a small eval set's own noise is not something float parts should pay for
-    target = target_agreement(recipe, len(selection[0]), max(len(data.eval), len(selection[0])))
-    ctx.log(f"mixed precision: target agreement {target:.4f} on {len(selection[0])} held-out images "
-            f"({', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%} "
+    sets = search_sets(recipe, ctx, plan, data, macs.macs, len(probes))
+    for warning in sets.warnings:
+        ctx.log(f"mixed precision: warning: {warning}")
+    ctx.log(f"mixed precision: target agreement {sets.target:.4f} on {len(sets.decide[0])} held-out images "
+            f"(parts ranked on {len(sets.scan[0])}, the choice confirmed on {len(sets.confirm[0])}; "
+            f"{', '.join(p.target for p in probes)}), latency budget {spec.max_latency_cost:.0%} "
             f"({'of the INT8 MACs' if spec.latency_cost == 'macs' else 'of the measured INT8 latency'})")
-    result = choose(probes, plan, onnx_model, selection, validation, target, spec.max_latency_cost,
-                    macs.per_module, ctx.log, spec.latency_cost == "measured")
-    result.plan.search = result.summary()
+    result = choose(probes, plan, onnx_model, sets.decide, sets.confirm, sets.target, spec.max_latency_cost,
+                    macs.per_module, ctx.log, spec.latency_cost == "measured", scan=sets.scan,
+                    max_trials=sets.max_trials)
+    result.plan.search = result.summary() | {"warnings": sets.warnings}
+    kept = tuple(result.plan.nodes(int8=False))  # the probes' models serve packaging only if the plan stands
+    ctx.quantized = {k: q for k, q in ctx.quantized.items() if k[1] == kept}
     ctx.log(f"mixed precision: {len(result.chosen)} parts float, selection {result.selection['agreement']:.4f}, "
-            f"validation {result.validation['agreement']:.4f} ({result.seconds:.0f} s)")
+            f"confirmed {result.validation['agreement']:.4f} on {result.validation['images']} images "
+            f"({result.seconds:.0f} s)")
     return result.plan
 
 
-def _selection_and_validation(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData,
-                              macs_per_image: int, probes: int):
-    """(images, FP32 logits) to choose on and to validate on, held out from calibration and eval; the
-    selection as large as the scan's budget allows (precision/search.py selection_count)."""
-    from edgefocal.precision.search import selection_count
+def search_sets(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData, macs_per_image: int,
+                probes: int):
+    """The search's held-out images (disjoint from calibration and eval) with their FP32 logits, and its target
+    (precision/search.py SearchSets)."""
     from edgefocal.backends.torch import TorchRunner
-    from edgefocal.verify.evaluate import predict
+    from edgefocal.precision.search import SearchSets
 
     spec = recipe.quantize
     held = held_out(data, spec.selection_size + spec.validation_size, recipe.calibration.seed + 1,
                     ctx.data_config)
-    cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
-    n = selection_count(cut, macs_per_image, sum(p.int8 for p in plan.parts), probes, spec.search_seconds)
-    if n < cut:
-        ctx.log(f"mixed precision: {n} of {cut} selection images fit the {spec.search_seconds:.0f} s scan budget")
     runner = TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads)
-    chosen_on, validated_on = held.images[:n], held.images[cut:]  # FP32 logits for the images used only
-    return (chosen_on, predict(runner, chosen_on)), (validated_on, predict(runner, validated_on))
+    return SearchSets.split(held.images, spec, recipe.gates.min_agreement or 0.995, macs_per_image,
+                            sum(p.int8 for p in plan.parts), probes, lambda images: predict(runner, images))
 
 
 def package(target: Backend, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:
@@ -213,7 +229,7 @@ def package(target: Backend, ctx: BuildContext, plan: PrecisionPlan) -> list[Art
     quantized = None
     if precision == "int8":
         ctx.log(f"quantizing for {target.name} (policy '{plan.preset}')")
-        quantized = target.quantize(ctx, plan, ctx.calibration)
+        quantized = target.quantized(ctx, plan, last=True)
     ctx.log(f"packaging {target.name} {precision}")
     return target.package(ctx, precision, quantized)
 

@@ -45,6 +45,18 @@ class Backend(abc.ABC):
         """The INT8 model of ctx's FP32 model with exactly the plan's parts INT8, calibrated on `calibration`
         (float32 NCHW, preprocessed)."""
 
+    def quantized(self, ctx: BuildContext, plan: "PrecisionPlan", last: bool = False) -> Quantized:
+        """`quantize` on ctx's calibration set, once per plan in a build: the search's probe and the package
+        step share the model when the search keeps the preset plan (at 224² a quantization takes minutes).
+        `last`: the caller is the last to need it, so the build stops holding it."""
+        key = (self.name, tuple(plan.nodes(int8=False)))
+        done = ctx.quantized.pop(key, None) if last else ctx.quantized.get(key)
+        if done is None:
+            done = self.quantize(ctx, plan, ctx.calibration)
+            if not last:
+                ctx.quantized[key] = done
+        return done
+
     @abc.abstractmethod
     def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         """Write the artifacts below ctx.workdir (the float baseline, then the requested precision, last);

@@ -103,27 +103,104 @@ def selection_count(available: int, macs_per_image: int, int8_parts: int, probes
     return max(min(32, available), min(available, int(seconds * NOMINAL_MACS_PER_SECOND / (passes * macs_per_image))))
 
 
-def auto_target_agreement(gate: float, selection: int, evaluation: int, z: float = 1.645) -> float:
-    """The selection agreement to aim for so that the eval agreement meets `gate` about 19 times in 20: the
-    gate plus z standard errors of the difference between two agreements measured on `selection` and on
-    `evaluation` images (at the gate's flip rate)."""
-    spread = (gate * (1 - gate) * (1 / max(selection, 1) + 1 / max(evaluation, 1))) ** 0.5
-    return min(0.9999, gate + z * spread)
+Z = 1.645  # one-sided 95 %
+MAX_TARGET = 0.999  # above this, a target asks for fewer flips than the images decided on can tell apart
+
+
+def auto_target_agreement(gate: float, decided_on: int, z: float = Z) -> float:
+    """The agreement to aim for on the `decided_on` images so that the model's agreement is at the gate
+    about 19 times in 20: the gate plus z standard errors of an agreement measured on that many images
+    (at the gate's flip rate). It comes from the images the search decides on, never a fixed 0.9999: on
+    32 images no target tells INT8 noise from a real loss (decision_count says how many it takes)."""
+    return gate + z * (gate * (1 - gate) / max(decided_on, 1)) ** 0.5
+
+
+def decision_count(gate: float, z: float = Z, ceiling: float = MAX_TARGET) -> int | None:
+    """The fewest images on which auto_target_agreement stays at or below `ceiling` (842 for a 0.995 gate);
+    None for a gate at or above the ceiling, which no held-out set of a build's size can confirm."""
+    if gate >= ceiling:
+        return None
+    return int(np.ceil(z * z * gate * (1 - gate) / (ceiling - gate) ** 2))
+
+
+MIN_CONFIRMATION = 500  # held-out images below which a confirmation cannot separate a 0.995 gate from a miss
+MIN_TRIALS = 4
+
+
+def trial_count(decide: int, macs_per_image: int, probes: int, seconds: float) -> int:
+    """How many combinations the greedy walk may measure on the decision images: what `seconds` allow at the
+    nominal MAC rate (no clock, as selection_count), and never fewer than MIN_TRIALS."""
+    per_trial = max(probes, 1) * max(decide, 1) * max(macs_per_image, 1)
+    return max(MIN_TRIALS, int(seconds * NOMINAL_MACS_PER_SECOND / per_trial))
+
+
+@dataclass
+class SearchSets:
+    """The search's held-out images, each (images, FP32 logits): `scan` ranks every part by KL (a prefix of
+    `decide`, so its cost is parts × a few images), `decide` is where combinations are measured against the
+    target, `confirm` other images the choice is confirmed on. `target` is the agreement aimed for on
+    `decide`; `warnings` say what the build's data could not support."""
+
+    scan: tuple
+    decide: tuple
+    confirm: tuple
+    target: float
+    max_trials: int
+    warnings: list[str]
+
+    @classmethod
+    def split(cls, held, spec, gate: float, macs_per_image: int, int8_parts: int, probes: int,
+              logits_of) -> "SearchSets":
+        """From `held` (an array or ImageStore of held-out images): the selection's first images to decide
+        on (as many as the scan budget allows, and at least what the target needs), the rest of the
+        selection unused, the validation images to confirm on. `logits_of(images)` gives FP32 logits."""
+        warnings: list[str] = []
+        cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
+        scan_n = selection_count(cut, macs_per_image, int8_parts, probes, spec.search_seconds)
+        need = decision_count(gate) if spec.target_agreement == "auto" else None
+        decide_n = min(cut, max(scan_n, need or 0))
+        if need is not None and decide_n < need:
+            warnings.append(f"{decide_n} held-out images to decide on; a {gate} gate needs {need} for a target "
+                            f"≤ {MAX_TARGET}: use a larger calibration source (or lower quantize.selection_size "
+                            f"only if it has the images)")
+        decide = _rows(held, 0, decide_n)
+        confirm = _rows(held, cut, len(held))
+        if len(confirm) < MIN_CONFIRMATION:
+            warnings.append(f"the choice is confirmed on {len(confirm)} held-out images (fewer than "
+                            f"{MIN_CONFIRMATION}): raise quantize.validation_size or use a larger calibration source")
+        target = spec.target_agreement if spec.target_agreement != "auto" else auto_target_agreement(gate, decide_n)
+        if target > MAX_TARGET:
+            warnings.append(f"target agreement {target:.4f} on {decide_n} images is out of reach of what that many "
+                            "images can tell apart from noise")
+        decide_logits = logits_of(decide)
+        scan = (np.asarray(decide[:scan_n]), decide_logits[:scan_n])
+        return cls(scan, (decide, decide_logits), (confirm, logits_of(confirm)), float(target),
+                   trial_count(decide_n, macs_per_image, probes, spec.search_seconds), warnings)
+
+
+def _rows(images, start: int, stop: int):
+    """Rows [start, stop) without reading them when `images` is an ImageStore (imagestore.py)."""
+    return images.rows(start, stop) if hasattr(images, "rows") else images[start:stop]
 
 
 def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],
            validation: tuple[np.ndarray, np.ndarray], target_agreement: float, max_latency_cost: float,
-           macs: dict[str, int], log=print, measured_latency: bool = False) -> MixedPrecision:
+           macs: dict[str, int], log=print, measured_latency: bool = False, scan: tuple | None = None,
+           max_trials: int | None = None) -> MixedPrecision:
     """The search above; `selection` and `validation` are (images, FP32 logits) held out from everything
-    else; `macs` per module path (prune/macs.py) sets each part's latency cost (see latency_costs)."""
+    else, `scan` (default: `selection`) the images every part is ranked on; `macs` per module path
+    (prune/macs.py) sets each part's latency cost (see latency_costs); `max_trials` bounds the combinations
+    measured on `selection`."""
     started = time.time()
-    cost, share = latency_costs(probes, plan, selection[0], macs, measured_latency)
-    sens = sensitivity(probes, plan, *selection, cost, share)
+    scan = scan or selection
+    cost, share = latency_costs(probes, plan, scan[0], macs, measured_latency)
+    log(f"mixed precision: ranking {len(_parts(plan))} INT8 parts by logit KL on {len(scan[0])} images")
+    sens = sensitivity(probes, plan, *scan, cost, share)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
     base = worst_agreement_and_kl(probes, frozenset(), *selection)
-    result.selection = {"images": len(selection[0]), "agreement_int8": base[0]}
+    result.selection = {"images": len(selection[0]), "scan_images": len(scan[0]), "agreement_int8": base[0]}
     chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
-                                        max_latency_cost, log)
+                                        max_latency_cost, log, max_trials)
     nodes = _nodes(plan, chosen)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
@@ -144,18 +221,20 @@ def _nodes(plan: PrecisionPlan, modules: list[str]) -> frozenset:
 
 
 def _greedy(probes: list[Probe], plan: PrecisionPlan, ranked: list[dict], selection, base: tuple[float, float],
-            target: float, budget: float, log) -> tuple[list[str], float, tuple[float, float]]:
+            target: float, budget: float, log, max_trials: int | None = None) -> tuple[list[str], float, tuple[float, float]]:
     """Walk the ranked parts, keeping each float only if the combination measures better on the selection
     images (higher agreement, or equal agreement and lower KL; parts interact, so a part that helped alone
-    can hurt with others), until the target is reached or nothing more fits the budget."""
+    can hurt with others), until the target is reached, nothing more fits the budget or `max_trials`
+    combinations were measured."""
     chosen: list[str] = []
-    spent, best = 0.0, base
+    spent, best, trials = 0.0, base, 0
     for row in ranked:
-        if best[0] >= target:
+        if best[0] >= target or (max_trials is not None and trials >= max_trials):
             break
         if spent + row["latency_cost"] > budget:
             continue
         trial = worst_agreement_and_kl(probes, _nodes(plan, chosen + [row["module"]]), *selection)
+        trials += 1
         kept = trial[0] > best[0] or (trial[0] == best[0] and trial[1] < best[1])
         log(f"mixed precision: {row['label']} float (cost {row['latency_cost']:.2%}) → selection agreement "
             f"{trial[0]:.4f}" + ("" if kept else ", no better: stays INT8"))

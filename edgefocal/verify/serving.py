@@ -7,8 +7,9 @@ saved with torch.save and loaded into a TorchRunner), so runtimes never share on
 load starts cold. Each row gets `bench.cold_start_runs` children (3 by default), interleaved row by row
 like the latency rounds; cold start, first inference and memory are the medians, the per-run figures are
 kept (facts cold_start_runs_ms, first_inference_runs_ms, serving_memory_runs_mb) for the gates to judge
-their spread. The first child of each row also serves every eval image at batch 1 and at the largest bench
-batch (twice) for the consistency verdict. A row that cannot be measured here says why (`serving_note`)."""
+their spread. The first child of each row also serves the first `bench.consistency_images` eval images (all
+with 0) at batch 1 and at the largest bench batch (twice) for the consistency verdict. A row that cannot
+be measured here says why (`serving_note`)."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ from edgefocal.progress import Progress
 
 CHILD = "edgefocal.verify.serving_child"
 SERVE_ITERATIONS = 5  # inferences per batch size before the peak memory is read
-CHILD_TIMEOUT_S = 1800  # the consistency pass serves the whole eval set at batch 1
+CHILD_TIMEOUT_S = 1800  # the consistency pass serves up to the whole eval set at batch 1
 
 
 def subject_spec(subject, tmp: Path, threads: int | None) -> dict | str:
@@ -105,6 +106,17 @@ def run_child(spec: dict, out: Path) -> dict:
     return {"error": f"the serving process exited {proc.returncode}" + (f": {tail[-1]}" if tail else "")}
 
 
+def eval_file(images, tmp: Path) -> Path:
+    """An .npy of the eval images for the children: the build's own image store (imagestore.py) when it is
+    one whole file, else the images saved into `tmp`."""
+    from edgefocal.imagestore import ImageStore
+
+    if isinstance(images, ImageStore) and ImageStore(images.path).shape == images.shape:
+        return images.path
+    np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.float32))
+    return tmp / "images.npy"
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -132,14 +144,15 @@ def measure_serving(subjects, images: np.ndarray, bench, threads: int | None = N
                      f"batch consistency at 1 and {batches[-1]}")
     with tempfile.TemporaryDirectory(prefix="edgefocal-serving-") as name:
         tmp = Path(name)
-        np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.float32))
+        images_file = eval_file(images, tmp)
         specs = {}
         for i, s in enumerate(subjects):
             spec = subject_spec(s, tmp, threads) if runs else "not measured: bench.cold_start_runs is 0"
             if isinstance(spec, str):
                 s.row.serving_note = spec
             else:
-                specs[i] = {**spec, "batches": batches, "images": str(tmp / "images.npy"),
+                specs[i] = {**spec, "batches": batches, "images": str(images_file),
+                            "consistency_images": bench.consistency_images,
                             "iterations": SERVE_ITERATIONS}
         results: dict[int, list[dict] | None] = {i: [] for i in specs}  # None: a run failed
         with progress.task("serving", runs * len(specs)) as advance:

@@ -4,14 +4,14 @@ row, so that runtimes never share one resident set and every load starts with co
     python -m edgefocal.verify.serving_child '{"target": "openvino", "path": ".../model_int8.xml", ...}'
 
 The spec (JSON, one argument): target, path, precision, threads, batches (ascending, batch 1 first), images
-(an .npy file of preprocessed eval images, read memory-mapped), iterations, consistency (bool), out (where
+(an .npy file of preprocessed eval images, read a batch at a time), iterations, consistency (bool), out (where
 the result JSON goes); for target "torch", path is a torch.save'd FP32 model and device where it runs.
 
 Measured, in this order: cold start (from before the runtime's package is imported to the runner loaded:
 import, read and compile; edgefocal's own backend module is imported before the clock starts), the first
 batch-1 inference, then peak resident memory (getrusage ru_maxrss) after serving at each batch size. Only
-then, when asked, the consistency pass over every eval image (it reads the whole eval set, so it must not
-count in the memory figures)."""
+then, when asked, the consistency pass over the first `consistency_images` eval images (0: all; it reads
+them, so it must not count in the memory figures)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefocal.imagestore import ImageStore
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident set in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
@@ -29,12 +31,13 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def filled(chunk: np.ndarray, images: np.ndarray, batch: int) -> np.ndarray:
-    """`chunk` topped up to exactly `batch` images (repeating the eval set), contiguous float32."""
-    if len(chunk) >= batch:
-        return np.ascontiguousarray(chunk[:batch], dtype=np.float32)
-    reps = -(-(batch - len(chunk)) // len(images))
-    return np.ascontiguousarray(np.concatenate([chunk, *[images] * reps])[:batch], dtype=np.float32)
+def filled(chunk: np.ndarray, images, batch: int) -> np.ndarray:
+    """`chunk` topped up to exactly `batch` images (repeating the eval set's first images), contiguous float32."""
+    parts, missing = [np.asarray(chunk)[:batch]], batch - len(chunk)
+    while missing > 0:
+        parts.append(np.asarray(images[:missing]))
+        missing -= len(parts[-1])
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def make_runner(spec: dict, chosen=None):
@@ -88,7 +91,7 @@ def consistency(runner, images: np.ndarray, batch: int) -> dict:
 
 
 def serve(spec: dict) -> dict:
-    images = np.load(spec["images"], mmap_mode="r")
+    images = ImageStore(Path(spec["images"]))  # read a batch at a time: a memory map's pages would count in RSS
     batches = sorted(set(spec["batches"]) | {1})
     x = {b: filled(np.asarray(images[:b]), images, b) for b in batches}
     chosen = None if spec["target"] == "torch" else backend(spec)  # edgefocal's module, not the runtime
@@ -106,7 +109,8 @@ def serve(spec: dict) -> dict:
         memory[b] = peak_rss_mb()
     out = {"cold_start_ms": cold, "first_inference_ms": first, "serving_memory_mb": memory, "device": runner.device}
     if spec.get("consistency"):
-        out["consistency"] = consistency(runner, images, batches[-1])
+        limit = spec.get("consistency_images") or len(images)
+        out["consistency"] = consistency(runner, images.rows(0, limit), batches[-1])
     runner.close()
     return out
 

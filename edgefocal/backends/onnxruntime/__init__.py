@@ -58,7 +58,7 @@ class OnnxRuntimeBackend(Backend):
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
         from edgefocal.backends.onnxruntime.surgery import onnx_probe
 
-        return onnx_probe(self.name, self.quantize(ctx, plan, ctx.calibration).model, ctx.onnx_fp32, ctx.num_threads)
+        return onnx_probe(self.name, self.quantized(ctx, plan).model, ctx.onnx_fp32, ctx.num_threads)
 
     def runner(self, artifact: Path, precision: str, threads: int | None = None) -> Runner:
         return OnnxRuntimeRunner(artifact, threads)

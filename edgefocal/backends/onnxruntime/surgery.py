@@ -6,7 +6,10 @@ torch module, and the quantizers keep those names). Hand-written because neither
 drop quantizers from a calibrated model by node."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from edgefocal.core import Probe
+from edgefocal.imagestore import batch_size
 
 TRANSPARENT = ("Transpose", "Reshape")
 
@@ -143,8 +146,8 @@ def onnx_probe(target: str, qdq_model, fp32_path, threads: int | None = None):
 
     def run(model, images):
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return np.concatenate([sess.run(None, {name: images[i:i + 500]})[0] for i in range(0, len(images), 500)])
+        name, batch = sess.get_inputs()[0].name, batch_size(images.shape)
+        return np.concatenate([sess.run(None, {name: images[i:i + batch]})[0] for i in range(0, len(images), batch)])
 
     def logits(float_nodes, images):
         variant = qdq_onnx_with_float(qdq_model, fp32, float_nodes) if float_nodes else None

@@ -105,7 +105,7 @@ class OpenVINOBackend(Backend):
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
         from edgefocal.backends.openvino.surgery import openvino_probe
 
-        int8 = self.quantize(ctx, plan, ctx.calibration).model
+        int8 = self.quantized(ctx, plan).model
         return openvino_probe(self.name, int8, self._float_model(ctx), ctx.num_threads)
 
     def runner(self, artifact: Path, precision: str, threads: int | None = None) -> Runner:

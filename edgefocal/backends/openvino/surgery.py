@@ -8,6 +8,7 @@ from typing import Iterable
 
 from edgefocal.backends.onnxruntime.surgery import TRANSPARENT, _cached
 from edgefocal.core import Probe
+from edgefocal.imagestore import batch_size
 
 
 def ov_with_float(ov_int8, ov_fp32, float_nodes: Iterable[str]):
@@ -66,7 +67,7 @@ def openvino_probe(target: str, ov_int8, ov_fp32, threads: int | None = None):
 
     def run(model, images):
         model = model.clone()
-        batch = min(500, len(images))
+        batch = min(batch_size(images.shape), len(images))
         model.reshape({model.inputs[0]: [batch, *images.shape[1:]]})
         request = core.compile_model(model, "CPU", config).create_infer_request()
         out = []
@@ -76,6 +77,7 @@ def openvino_probe(target: str, ov_int8, ov_fp32, threads: int | None = None):
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             request.infer({0: chunk})
             out.append(request.get_output_tensor(0).data.copy()[: len(images) - i])
+        del request  # the compiled variant's memory goes now, not when the next one is compiled
         return np.concatenate(out)
 
     def module_ms(int8: bool, sample: np.ndarray):
