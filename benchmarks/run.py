@@ -61,7 +61,8 @@ def main() -> int:
                  "between runs; the ratios are the figures to compare.", ""]
         outro = ["focalnet_tiny_srf has random weights here (no pretrained weights can be had in this workplace), so "
                  "its top-1 and agreement are not accuracy figures; only its latency is. Pruning figures are in "
-                 "[pruning.md](pruning.md), from `python benchmarks/pruning.py`."]
+                 "[pruning.md](pruning.md), from `python benchmarks/pruning.py`; build time and memory against the "
+                 "eval set's size in [scale.md](scale.md), from `python benchmarks/scale.py`."]
         write(args.write, header("Benchmarks") + intro + sections + outro)
     return 0
 

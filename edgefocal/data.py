@@ -342,6 +342,13 @@ def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | 
     return BuildData(calib, ImageSet(ev.name, images, labels, fingerprint(ev, idx)), source, used, cache)
 
 
+def held_out_available(data: BuildData) -> int:
+    """How many images `held_out` can draw: the calibration source's unused ones (or, with none, the
+    calibration images themselves)."""
+    spare = len(data.source) - len(np.unique(data.used))
+    return spare if spare > 0 else len(data.calibration)
+
+
 def held_out(data: BuildData, size: int, seed: int, data_config: dict, name: str = "held_out") -> ImageSet:
     """Up to `size` class-balanced images of the calibration source that calibration did not use (and, the
     source being the train split by default, that the eval set does not hold), on disk in the build's cache

@@ -14,7 +14,7 @@ import edgefocal.manifest as manifest
 import edgefocal.models as models
 import edgefocal.report as reporting
 from edgefocal.baseline import check_same_inputs, compare_reports, load_report
-from edgefocal.data import BuildData, data_cache, held_out, load_data
+from edgefocal.data import BuildData, data_cache, held_out, held_out_available, load_data
 from edgefocal.errors import GateFailed, Interrupted
 from edgefocal.export import Exported, export
 from edgefocal.gate import GateResult, check_gates
@@ -215,12 +215,14 @@ def search_sets(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: Bu
     from edgefocal.backends.torch import TorchRunner
     from edgefocal.precision.search import SearchSets
 
-    spec = recipe.quantize
-    held = held_out(data, spec.selection_size + spec.validation_size, recipe.calibration.seed + 1,
-                    ctx.data_config)
+    def held_of(n: int):
+        ctx.log(f"mixed precision: preprocessing {n} held-out images, then their FP32 logits")
+        return held_out(data, n, recipe.calibration.seed + 1, ctx.data_config).images
+
     runner = TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads)
-    return SearchSets.split(held.images, spec, recipe.gates.min_agreement or 0.995, macs_per_image,
-                            sum(p.int8 for p in plan.parts), probes, lambda images: predict(runner, images))
+    return SearchSets.split(held_of, held_out_available(data), recipe.quantize, recipe.gates.min_agreement or 0.995,
+                            macs_per_image, sum(p.int8 for p in plan.parts), probes,
+                            lambda images: predict(runner, images))
 
 
 def package(target: Backend, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:

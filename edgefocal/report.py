@@ -97,7 +97,13 @@ def stages_markdown(report: dict) -> list[str]:
         return []
     return (["", "## Stages", "", STAGES_HEADLINE + ".", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)] + ["| " + " | ".join(row) + " |" for row in rows]
-            + ["", f"- {build_totals(report)}"])
+            + ["", f"- {build_totals(report)}"] + ([f"- {evaluation_times(report)}"] if evaluation_times(report) else []))
+
+
+def evaluation_times(report: dict) -> str:
+    """'evaluation (N images): torch fp32 (reference) 41 s, openvino int8 9 s, ...'; empty before rows had it."""
+    timed = [f"{r.label} {r.eval_seconds:.0f} s" for r in report["rows"] if r.eval_seconds is not None]
+    return f"evaluation ({report['eval']['count']} images): " + ", ".join(timed) if timed else ""
 
 
 def _fmt(v, spec: str, missing: str = "–") -> str:

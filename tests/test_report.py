@@ -35,3 +35,13 @@ def test_an_old_report_without_stages_still_renders(tmp_path):
         md, page = to_markdown(report, []), to_html(report)
         assert "## Stages" not in md and "peak RSS" not in md and "# edgefocal build report" in md
         assert 'id="stages"' not in page and 'id="stage-seconds"' not in page and "agreement-vs-latency" in page
+
+
+def test_report_md_says_how_long_each_evaluation_took():
+    report = with_stages(with_serving(make_report()))
+    for row, seconds in zip(report["rows"], (41.2, 9.04)):
+        row["eval_seconds"] = seconds
+    md = to_markdown(loaded(report), [])
+    line = next(x for x in md.split("## Stages\n")[1].splitlines() if x.startswith("- evaluation"))
+    first, second = report["rows"][0]["label"], report["rows"][1]["label"]
+    assert line.startswith(f"- evaluation ({report['eval']['count']} images): {first} 41 s, {second} 9 s")

@@ -6,6 +6,7 @@ what edgefocal needs. A backend translates the one precision plan (edgefocal/pla
 from __future__ import annotations
 
 import abc
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -51,10 +52,15 @@ class Backend(abc.ABC):
         `last`: the caller is the last to need it, so the build stops holding it."""
         key = (self.name, tuple(plan.nodes(int8=False)))
         done = ctx.quantized.pop(key, None) if last else ctx.quantized.get(key)
-        if done is None:
-            done = self.quantize(ctx, plan, ctx.calibration)
-            if not last:
-                ctx.quantized[key] = done
+        if done is not None:
+            ctx.log(f"{self.name}: the INT8 model quantized for the search under this plan serves here too")
+            return done
+        started = time.perf_counter()
+        ctx.log(f"{self.name}: quantizing (calibration on {len(ctx.calibration)} images)")
+        done = self.quantize(ctx, plan, ctx.calibration)
+        ctx.log(f"{self.name}: quantized in {time.perf_counter() - started:.0f} s")
+        if not last:
+            ctx.quantized[key] = done
         return done
 
     @abc.abstractmethod

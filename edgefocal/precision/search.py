@@ -79,11 +79,14 @@ def worst_agreement_and_kl(probes: list[Probe], float_nodes: frozenset, images: 
 
 
 def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, ref: np.ndarray,
-                latency_cost: dict[str, float], latency_share: dict[str, float]) -> list[dict]:
-    """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8)."""
+                latency_cost: dict[str, float], latency_share: dict[str, float], log=None) -> list[dict]:
+    """Per INT8 part: what quantizing it costs (agreement and KL vs keeping it float, all else INT8); `log`
+    hears how far the scan is every PROGRESS_EVERY parts."""
     base_agree, base_kl = worst_agreement_and_kl(probes, frozenset(), images, ref)
-    rows = []
-    for part in _parts(plan):
+    rows, started, parts = [], time.perf_counter(), _parts(plan)
+    for i, part in enumerate(parts, 1):
+        if log is not None and i % PROGRESS_EVERY == 0:
+            log(f"mixed precision: {i} of {len(parts)} parts measured ({time.perf_counter() - started:.0f} s)")
         agree, kl = worst_agreement_and_kl(probes, frozenset(part.nodes), images, ref)
         rows.append({"module": part.module, "role": part.role, "label": part.label,
                      "agreement_cost": round(agree - base_agree, 5), "kl_cost": float(base_kl - kl),
@@ -92,6 +95,7 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
     return sorted(rows, key=lambda r: -r["kl_cost"])
 
 
+PROGRESS_EVERY = 10  # parts between the scan's progress lines
 NOMINAL_MACS_PER_SECOND = 10e9  # sizes the scan without a clock: the same inputs give the same plan
 
 
@@ -149,22 +153,23 @@ class SearchSets:
     warnings: list[str]
 
     @classmethod
-    def split(cls, held, spec, gate: float, macs_per_image: int, int8_parts: int, probes: int,
+    def split(cls, held_of, available: int, spec, gate: float, macs_per_image: int, int8_parts: int, probes: int,
               logits_of) -> "SearchSets":
-        """From `held` (an array or ImageStore of held-out images): the selection's first images to decide
-        on (as many as the scan budget allows, and at least what the target needs), the rest of the
-        selection unused, the validation images to confirm on. `logits_of(images)` gives FP32 logits."""
+        """Of the `available` held-out images: as many to decide on as the scan budget allows and the target
+        needs (at most quantize.selection_size), then quantize.validation_size to confirm on; only those are
+        drawn (`held_of(n)`: n held-out images, an array or ImageStore). `logits_of(images)`: FP32 logits."""
         warnings: list[str] = []
-        cut = spec.selection_size if len(held) > spec.selection_size else len(held) // 2
+        held_n = min(available, spec.selection_size + spec.validation_size)
+        cut = spec.selection_size if held_n > spec.selection_size else held_n // 2
         scan_n = selection_count(cut, macs_per_image, int8_parts, probes, spec.search_seconds)
         need = decision_count(gate) if spec.target_agreement == "auto" else None
         decide_n = min(cut, max(scan_n, need or 0))
         if need is not None and decide_n < need:
             warnings.append(f"{decide_n} held-out images to decide on; a {gate} gate needs {need} for a target "
-                            f"≤ {MAX_TARGET}: use a larger calibration source (or lower quantize.selection_size "
-                            f"only if it has the images)")
-        decide = _rows(held, 0, decide_n)
-        confirm = _rows(held, cut, len(held))
+                            f"≤ {MAX_TARGET}: calibrate from a source with more images than calibration.size, or "
+                            "raise quantize.selection_size")
+        held = held_of(decide_n + held_n - cut)
+        decide, confirm = _rows(held, 0, decide_n), _rows(held, decide_n, len(held))
         if len(confirm) < MIN_CONFIRMATION:
             warnings.append(f"the choice is confirmed on {len(confirm)} held-out images (fewer than "
                             f"{MIN_CONFIRMATION}): raise quantize.validation_size or use a larger calibration source")
@@ -195,7 +200,7 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     scan = scan or selection
     cost, share = latency_costs(probes, plan, scan[0], macs, measured_latency)
     log(f"mixed precision: ranking {len(_parts(plan))} INT8 parts by logit KL on {len(scan[0])} images")
-    sens = sensitivity(probes, plan, *scan, cost, share)
+    sens = sensitivity(probes, plan, *scan, cost, share, log)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
     base = worst_agreement_and_kl(probes, frozenset(), *selection)
     result.selection = {"images": len(selection[0]), "scan_images": len(scan[0]), "agreement_int8": base[0]}

@@ -5,8 +5,11 @@ The reference is a runner like any other (backends/torch), so verification compa
 never special-cases a backend; its logits are what agreement and the top-1 drop are measured against."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
@@ -70,6 +73,15 @@ def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
     return groups
 
 
+def _timed_predict(subject: Subject, images, advance) -> np.ndarray:
+    """The subject's logits over the eval set, its wall time kept on the row (the report says how long each
+    artifact's evaluation took)."""
+    started = time.perf_counter()
+    logits = predict(subject.runner, images, advance=advance)
+    subject.row.eval_seconds = round(time.perf_counter() - started, 2)
+    return logits
+
+
 def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
            stability=None) -> list[Row]:
     """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows.
@@ -81,7 +93,7 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
         s.row.device = s.runner.device
     try:
         with progress.task("evaluate", len(images) * len(running)) as advance:
-            logits = [predict(s.runner, images, advance=advance) for s in running]
+            logits = [_timed_predict(s, images, advance) for s in running]
         for s, lg in zip(running, logits):
             s.row.update(compare(lg, logits[0], labels))
         groups = latency_groups([s for s in running if not s.row.no_latency])

@@ -144,15 +144,17 @@ def test_search_sets_decide_on_enough_images_and_confirm_on_others():
         seen.append(len(images))
         return np.asarray(images).reshape(len(images), -1)[:, :3]
 
-    big_model = SearchSets.split(held, _spec(selection_size=2000, validation_size=1000), 0.995,
+    big_model = SearchSets.split(lambda n: held[:n], len(held), _spec(selection_size=2000, validation_size=1000), 0.995,
                                  macs_per_image=4_400_000_000, int8_parts=89, probes=3, logits_of=logits_of)
     assert len(big_model.scan[0]) == 32  # ranking is parts × a few images on a 224² FocalNet-T
     assert len(big_model.decide[0]) == decision_count(0.995) and big_model.target <= 0.999
     assert len(big_model.confirm[0]) == 1000 and not big_model.warnings
-    np.testing.assert_array_equal(big_model.confirm[0], held[2000:])  # disjoint from the decision images
+    n = len(big_model.decide[0])
+    np.testing.assert_array_equal(big_model.confirm[0], held[n:n + 1000])  # disjoint from the decision images
+    assert max(seen) == 1000 and sum(seen) == n + 1000  # only the images used are drawn and run
     assert big_model.max_trials >= 4
 
-    small = SearchSets.split(held[:600], _spec(selection_size=400, validation_size=200), 0.995,
+    small = SearchSets.split(lambda n: held[:n], 600, _spec(selection_size=400, validation_size=200), 0.995,
                              macs_per_image=4_400_000_000, int8_parts=89, probes=3, logits_of=logits_of)
     assert small.target > 0.999 and len(small.warnings) == 3  # too few to decide, to confirm, and the target
     assert any("confirmed on 200" in w for w in small.warnings)

@@ -172,7 +172,9 @@ def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray, spec
     _signed_activations(q)
     sites = _fusion_sites(q, plan)
     if sites:
-        amax = _amax(q, sorted({t for t, _, _ in sites}), calibration)
+        tensors = sorted({t for t, _, _ in sites})
+        log(f"TensorRT Q/DQ: max-calibrating {len(tensors)} activations on {len(calibration)} images")
+        amax = _amax(q, tensors, calibration)
         for tensor, consumer, _ in sites:
             _insert_qdq(q, tensor, consumer, max(amax[tensor], 1e-8) / 127.0)
     warnings = assert_tensorrt_qdq(q)
