@@ -56,7 +56,8 @@ class Backend(abc.ABC):
             ctx.log(f"{self.name}: the INT8 model quantized for the search under this plan serves here too")
             return done
         started = time.perf_counter()
-        ctx.log(f"{self.name}: quantizing (calibration on {len(ctx.calibration)} images)")
+        ctx.log(f"{self.name}: quantizing (calibration on {0 if ctx.calibration is None else len(ctx.calibration)} "
+                "images)")
         done = self.quantize(ctx, plan, ctx.calibration)
         ctx.log(f"{self.name}: quantized in {time.perf_counter() - started:.0f} s")
         if not last:

@@ -7,8 +7,9 @@ saved with torch.save and loaded into a TorchRunner), so runtimes never share on
 load starts cold. Each row gets `bench.cold_start_runs` children (3 by default), interleaved row by row
 like the latency rounds; cold start, first inference and memory are the medians, the per-run figures are
 kept (facts cold_start_runs_ms, first_inference_runs_ms, serving_memory_runs_mb) for the gates to judge
-their spread. The first child of each row also serves the first `bench.consistency_images` eval images (all
-with 0) at batch 1 and at the largest bench batch (twice) for the consistency verdict. A row that cannot
+their spread. The first child of each artifact row (not the torch rows: they are not deployed) also serves the
+first `bench.consistency_images` eval images (all with 0) at batch 1 and at the largest bench batch
+(twice) for the consistency verdict. A row that cannot
 be measured here says why (`serving_note`)."""
 from __future__ import annotations
 
@@ -160,7 +161,8 @@ def measure_serving(subjects, images: np.ndarray, bench, threads: int | None = N
                 for i, spec in specs.items():
                     done = results[i]
                     if done is not None:
-                        got = run_child({**spec, "consistency": run == 0}, tmp / f"out{i}.json")
+                        check = run == 0 and subjects[i].row.path is not None  # artifacts ship; torch rows do not
+                        got = run_child({**spec, "consistency": check}, tmp / f"out{i}.json")
                         results[i] = None if "error" in got else done + [got]
                         if "error" in got:
                             subjects[i].row.serving_note = f"serving figures not measured: {got['error']}"
