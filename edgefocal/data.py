@@ -270,6 +270,15 @@ def image_store(dataset: Dataset, indices: np.ndarray, data_config: dict, path: 
     return write_store(path, shape, len(indices), batches)
 
 
+def preprocessed(dataset: Dataset, indices: np.ndarray, data_config: dict, cache_file: Path | None,
+                 progress=None) -> np.ndarray | ImageStore:
+    """The given items in `cache_file` on disk (image_store) when there is a cache, else in memory; a
+    dataset of arrays stays in memory, where the caller already holds it."""
+    if cache_file is not None and dataset.arrays is None:
+        return image_store(dataset, indices, data_config, cache_file, progress)
+    return preprocess(dataset, indices, data_config, progress)
+
+
 @contextmanager
 def data_cache(staging: Path) -> Iterator[Path]:
     """Where a build keeps its preprocessed image sets: $EDGEFOCAL_CACHE_DIR (a fresh directory in it) or
@@ -337,8 +346,7 @@ def load_data(recipe, data_config: dict, num_classes: int, progress: Progress | 
         raise BadInput(f"eval labels go up to {labels.max()} but the model has {num_classes} classes",
                        hint="pass --num-classes / a checkpoint trained on this dataset")
     with progress.task(f"preprocess eval ({ev.name})", len(idx)) as advance:
-        images = (image_store(ev, idx, data_config, cache / "eval.npy", advance)
-                  if cache is not None and ev.arrays is None else preprocess(ev, idx, data_config, advance))
+        images = preprocessed(ev, idx, data_config, cache and cache / "eval.npy", advance)
     return BuildData(calib, ImageSet(ev.name, images, labels, fingerprint(ev, idx)), source, used, cache)
 
 
@@ -361,6 +369,5 @@ def held_out(data: BuildData, size: int, seed: int, data_config: dict, name: str
         return ImageSet(f"{c.name} (calibration images: none held out)", c.images[:size], c.labels[:size],
                         c.fingerprint)
     pick = spare[balanced_subset(data.source.labels[spare], min(size, len(spare)), seed)]
-    images = (image_store(data.source, pick, data_config, data.cache / f"{name}.npy")
-              if data.cache is not None and data.source.arrays is None else preprocess(data.source, pick, data_config))
+    images = preprocessed(data.source, pick, data_config, data.cache and data.cache / f"{name}.npy")
     return ImageSet(f"{data.source.name} (held out)", images, data.source.labels[pick], fingerprint(data.source, pick))
