@@ -193,8 +193,7 @@ def precision_section(plan: dict | None, top: int = 10) -> list[str]:
                      f"kept float {', '.join(f'`{m}`' for m in search['chosen']) or 'nothing'}; selection agreement "
                      f"{search['selection'].get('agreement', 0):.4f} ({search['selection']['images']} images), validation "
                      f"{search['validation']['agreement']:.4f} ({search['validation']['images']} other images); "
-                     f"parts ranked on {search['selection'].get('scan_images', search['selection']['images'])} "
-                     f"images; {search['seconds']:.0f} s")
+                     f"{_ranking_text(search['selection'])}; {search['seconds']:.0f} s")
         lines += [f"- **search warning:** {w}" for w in search.get("warnings", [])]
     if plan.get("sensitivity"):
         lines += ["", "| part | module | agreement cost (pt) | KL cost | latency share |", "|---|---|---|---|---|"]
@@ -202,6 +201,11 @@ def precision_section(plan: dict | None, top: int = 10) -> list[str]:
             share = "–" if r.get("latency_share") is None else f"{r['latency_share']:.2%}"
             lines.append(f"| {r['label']} | `{r['module']}` | {r['agreement_cost'] * 100:+.2f} | {r['kl_cost']:.2e} | {share} |")
     return lines
+
+
+def _ranking_text(selection: dict) -> str:
+    scanned = selection.get("scan_images", selection["images"])
+    return f"parts ranked on {scanned} images" if scanned else "no ranking needed (all INT8 reached the target)"
 
 
 def render(report: dict, gates: list[GateResult], console) -> None:

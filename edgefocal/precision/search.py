@@ -1,8 +1,9 @@
 """Automatic mixed precision on a latency budget: which INT8 parts of a FocalNet to keep float so that
 agreement with FP32 reaches a target, at the least latency cost (MAC share, or measured: latency_costs).
 
-1. Quantize once under the preset plan; from that one calibrated model, make every part float by surgery
-   (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
+1. Quantize once under the preset plan. If that all-INT8 model already reaches the target on the selection
+   images, nothing is kept float and no part is ranked. Otherwise, from that one calibrated model, make every
+   part float by surgery (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
    quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
    (`sensitivity`). A part's latency cost is its share of the INT8 MACs, or, with `latency_cost:
    measured`, that share of what INT8 measurably buys on the runtime's own profile (naming.by_module and the backends' op_times).
@@ -198,20 +199,26 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     measured on `selection`."""
     started = time.time()
     scan = scan or selection
-    cost, share = latency_costs(probes, plan, scan[0], macs, measured_latency)
-    log(f"mixed precision: ranking {len(_parts(plan))} INT8 parts by logit KL on {len(scan[0])} images")
-    sens = sensitivity(probes, plan, *scan, cost, share, log)
-    result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
     base = worst_agreement_and_kl(probes, frozenset(), *selection)
-    result.selection = {"images": len(selection[0]), "scan_images": len(scan[0]), "agreement_int8": base[0]}
+    sens: list[dict] = []
+    if base[0] >= target_agreement:  # nothing to keep float: the scan (parts × compiles, minutes at 224²) decides nothing
+        log(f"mixed precision: all INT8 already reaches the target ({base[0]:.4f} on {len(selection[0])} images); "
+            "no part needs ranking")
+    else:
+        cost, share = latency_costs(probes, plan, scan[0], macs, measured_latency)
+        log(f"mixed precision: ranking {len(_parts(plan))} INT8 parts by logit KL on {len(scan[0])} images")
+        sens = sensitivity(probes, plan, *scan, cost, share, log)
+    result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
+    result.selection = {"images": len(selection[0]), "scan_images": len(scan[0]) if sens else 0,
+                        "agreement_int8": base[0]}
     chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
                                         max_latency_cost, log, max_trials)
     nodes = _nodes(plan, chosen)
     result.chosen, result.reached = chosen, agree >= target_agreement
     result.selection["agreement"] = agree
-    result.validation = {"images": len(validation[0]),
-                         "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0],
-                         "agreement_int8": worst_agreement_and_kl(probes, frozenset(), *validation)[0]}
+    int8_validation = worst_agreement_and_kl(probes, frozenset(), *validation)[0]
+    result.validation = {"images": len(validation[0]), "agreement_int8": int8_validation,
+                         "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0] if nodes else int8_validation}
     result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
                      "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
     result.plan = _with_float(onnx_model, plan, chosen)

@@ -73,12 +73,20 @@ def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
     return groups
 
 
-def _timed_predict(subject: Subject, images, advance) -> np.ndarray:
-    """The subject's logits over the eval set, its wall time kept on the row (the report says how long each
-    artifact's evaluation took)."""
-    started = time.perf_counter()
-    logits = predict(subject.runner, images, advance=advance)
-    subject.row.eval_seconds = round(time.perf_counter() - started, 2)
+def _evaluated(subject: Subject, images, advance) -> np.ndarray:
+    """The subject's logits over the eval set, with only its own runner loaded: at 224² a runtime's buffers at
+    the eval batch take gigabytes, so holding every runner's at once would bound the build by their sum. Its
+    wall time is kept on the row (the report says how long each artifact's evaluation took)."""
+    runner = subject.runner
+    assert runner is not None  # verify passes only subjects that run here
+    runner.load()
+    try:
+        subject.row.device = runner.device
+        started = time.perf_counter()
+        logits = predict(runner, images, advance=advance)
+        subject.row.eval_seconds = round(time.perf_counter() - started, 2)
+    finally:
+        runner.close()
     return logits
 
 
@@ -88,24 +96,24 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
     With a `stability` policy (verify/stability.py) unstable latencies are re-measured and judged."""
     progress = progress or Progress()
     running = [s for s in subjects if s.runner is not None]
-    for s in running:
-        s.runner.load()
-        s.row.device = s.runner.device
+    with progress.task("evaluate", len(images) * len(running)) as advance:
+        logits = [_evaluated(s, images, advance) for s in running]
+    for s, lg in zip(running, logits):
+        s.row.update(compare(lg, logits[0], labels))
+    groups = latency_groups([s for s in running if not s.row.no_latency])
+    latency: dict[str, dict] = {}
+    timed = [s for group in groups.values() for s in group]
     try:
-        with progress.task("evaluate", len(images) * len(running)) as advance:
-            logits = [_timed_predict(s, images, advance) for s in running]
-        for s, lg in zip(running, logits):
-            s.row.update(compare(lg, logits[0], labels))
-        groups = latency_groups([s for s in running if not s.row.no_latency])
-        latency: dict[str, dict] = {}
+        for s in timed:  # loaded afresh: the benchmark interleaves them, at its own (small) batch sizes
+            s.runner.load()
         total = len(bench.batch_sizes) * bench.rounds * sum(len(g) for g in groups.values())
         with progress.task("benchmark", total) as advance:
             for base, group in groups.items():  # each group interleaved with its own baseline
-                timed = {s.row.label: s.runner for s in group}
-                latency[base] = benchmark(timed, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
+                runners = {s.row.label: s.runner for s in group}
+                latency[base] = benchmark(runners, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
                                           bench.iterations, bench.rounds, advance, reference=base, policy=stability)
     finally:
-        for s in running:
+        for s in timed:
             s.runner.close()
     for base, group in groups.items():
         for s in group:

@@ -54,6 +54,26 @@ def test_keeps_the_harmful_parts_float_until_the_target(tiny):
     assert result.sensitivity[0]["module"] == "stem.proj" and result.sensitivity[0]["agreement_cost"] == 0.008
 
 
+def test_an_int8_model_at_the_target_keeps_nothing_float_and_ranks_nothing(tiny):
+    """At 224² ranking is parts × compiles (minutes): when all INT8 already reaches the target it decides
+    nothing, so no part is measured alone (the fake counts every variant it runs)."""
+    graph, plan = tiny
+    fake = FakeProbe(plan, {"stem.proj": 2})
+    variants = []
+
+    def logits(float_nodes, images):
+        variants.append(frozenset(float_nodes))
+        return fake.logits(float_nodes, images)
+
+    images = np.zeros((1000, 1, 32, 32), np.float32)
+    ref = np.tile([[1.0, 0.0]], (1000, 1))
+    result = choose([Probe("fake", logits, fake.module_ms)], plan, graph, (images, ref), (images[:500], ref[:500]),
+                    0.995, 0.5, {p.module: 100 for p in plan.parts}, log=lambda m: None)
+    assert result.chosen == [] and result.reached and result.sensitivity == []
+    assert variants == [frozenset()] * 2  # the all-INT8 model on the selection, then on the validation images
+    assert result.selection["scan_images"] == 0 and result.validation["agreement"] == result.validation["agreement_int8"]
+
+
 def test_the_latency_budget_is_never_exceeded(tiny):
     graph, plan = tiny
     harm = {"stem.proj": 8, "layers.3.blocks.0.mlp.fc2": 4}

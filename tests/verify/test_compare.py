@@ -147,3 +147,36 @@ def test_an_artifact_row_keeps_report_json_shape_of_before(tmp_path):
                              "engine_command": "trtexec --onnx=model.onnx", "variant": "U8S8 Q/DQ", "required": True,
                              "no_latency": "macOS only"}
     assert Row.from_dict(row.to_dict()) == row
+
+
+class LiveCountingRunner(FixedRunner):
+    """Records how many runners of its group are loaded whenever it predicts (eval) and is timed (benchmark)."""
+
+    def __init__(self, live: set, seen: dict):
+        super().__init__(1.0)
+        self.live, self.seen = live, seen
+
+    def load(self) -> None:
+        self.live.add(id(self))
+
+    def close(self) -> None:
+        self.live.discard(id(self))
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.seen["eval"] = max(self.seen.get("eval", 0), len(self.live))
+        return super().infer(x)
+
+    def timed_infer(self, x: np.ndarray, repeats: int) -> list[float]:
+        self.seen["benchmark"] = min(self.seen.get("benchmark", 99), len(self.live))
+        return super().timed_infer(x, repeats)
+
+
+def test_each_runner_evaluates_alone_then_all_are_timed_together():
+    """At 224² each runtime's buffers at the eval batch take gigabytes: evaluation holds one runner at a time,
+    the interleaved benchmark reloads them all, and nothing stays loaded afterwards."""
+    live, seen = set(), {}
+    runners = [LiveCountingRunner(live, seen) for _ in range(4)]
+    subjects = torch_subjects(runners[0], runners[1]) + [_artifact(f"x{i} int8", r) for i, r in enumerate(runners[2:])]
+    rows = verify(subjects, IMAGES, LABELS, BENCH)
+    assert seen == {"eval": 1, "benchmark": 4} and live == set()
+    assert all(r.agreement == 1.0 and r.eval_seconds is not None for r in rows)

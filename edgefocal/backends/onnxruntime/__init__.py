@@ -16,6 +16,7 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, artifact: Path, threads: int | None = None, label: str = "ONNX Runtime CPU"):
         super().__init__(artifact)
         self.threads = threads
+        self.label = label
         self.device = label
         self.session = None
 
@@ -28,7 +29,7 @@ class OnnxRuntimeRunner(Runner):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.artifact), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.device = f"{self.device} ({self.threads or 'all'} threads)"
+        self.device = f"{self.label} ({self.threads or 'all'} threads)"  # a reload (verify/compare.py) says it once
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
