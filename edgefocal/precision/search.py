@@ -3,8 +3,8 @@ agreement with FP32 reaches a target, at the least latency cost (MAC share, or m
 
 1. Quantize once under the preset plan. If that all-INT8 model already reaches the target on the selection
    images, nothing is kept float and no part is ranked. Otherwise, from that one calibrated model, make every
-   part float by surgery (surgery.py) and measure, on held-out "selection" images (disjoint from calibration and eval), what
-   quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
+   part float by surgery (surgery.py) and measure, on held-out "selection" images (disjoint from calibration
+   and eval), what quantizing it costs: the agreement and mean logit KL lost against the all-INT8 model's figures
    (`sensitivity`). A part's latency cost is its share of the INT8 MACs, or, with `latency_cost:
    measured`, that share of what INT8 measurably buys on the runtime's own profile (naming.by_module and the backends' op_times).
 2. Keep parts float in order of KL bought per cost, re-measuring the combination each time, until the
@@ -201,7 +201,7 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     scan = scan or selection
     base = worst_agreement_and_kl(probes, frozenset(), *selection)
     sens: list[dict] = []
-    if base[0] >= target_agreement:  # nothing to keep float: the scan (parts × compiles, minutes at 224²) decides nothing
+    if base[0] >= target_agreement:  # the scan (parts × compiles, minutes at 224²) would decide nothing
         log(f"mixed precision: all INT8 already reaches the target ({base[0]:.4f} on {len(selection[0])} images); "
             "no part needs ranking")
     else:
@@ -218,7 +218,8 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     result.selection["agreement"] = agree
     int8_validation = worst_agreement_and_kl(probes, frozenset(), *validation)[0]
     result.validation = {"images": len(validation[0]), "agreement_int8": int8_validation,
-                         "agreement": worst_agreement_and_kl(probes, nodes, *validation)[0] if nodes else int8_validation}
+                         "agreement": (worst_agreement_and_kl(probes, nodes, *validation)[0] if nodes
+                                       else int8_validation)}
     result.budget = {"max_latency_cost": max_latency_cost, "spent": round(spent, 5),
                      "of": "measured INT8 latency" if measured_latency else "INT8 MACs"}
     result.plan = _with_float(onnx_model, plan, chosen)

@@ -106,7 +106,7 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
     try:
         for s in timed:  # loaded afresh: the benchmark interleaves them, at its own (small) batch sizes
             s.runner.load()
-        total = len(bench.batch_sizes) * bench.rounds * sum(len(g) for g in groups.values())
+        total = len(bench.batch_sizes) * bench.rounds * len(timed)
         with progress.task("benchmark", total) as advance:
             for base, group in groups.items():  # each group interleaved with its own baseline
                 runners = {s.row.label: s.runner for s in group}
