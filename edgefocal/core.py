@@ -174,13 +174,14 @@ class Row:
     consistency: dict | None = None  # {"consistent", "images", "mismatches", "max_logit_gap", "repeatable", "batch"}
     serving_note: str | None = None  # why the serving figures are missing here, or what they do not cover
     eval_seconds: float | None = None  # wall time of its pass over the eval set (verify/compare.py)
+    eval_images: int | None = None  # images its accuracy covers, where fewer than the eval set (verify/compare.py)
     facts: dict[str, Any] = field(default_factory=dict)
 
     _FLAGS = ("variant", "required", "no_latency", "proxy_for", "serving_note")  # written only when set
     _MEASURED = ("device", "top1", "top5", "top1_drop", "agreement", "cosine", "max_abs_diff", "latency_ms",
                  "throughput", "speedup_vs_reference", "latency_samples_ms", "latency_rounds_ms", "foreign_load",
                  "latency_stability", "speedup_interval", "speedup_against", "cold_start_ms", "first_inference_ms",
-                 "consistency", "eval_seconds")  # written when not None
+                 "consistency", "eval_seconds", "eval_images")  # written when not None
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

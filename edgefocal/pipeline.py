@@ -22,6 +22,7 @@ from edgefocal.outputs import StagedOutput
 from edgefocal.progress import Progress
 from edgefocal.stages import StageMeter
 from edgefocal.prune import prune
+from edgefocal.prune.macs import count
 from edgefocal.backends import Backend, get_backend, resolve
 from edgefocal.core import Artifact, BuildContext, jsonable
 from edgefocal.precision import PrecisionPlan, plan_precision
@@ -109,14 +110,15 @@ def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | 
         reference, pruned_runner, cpu_baseline = _torch_runners(loaded.model, pruned, threads)
         subjects = torch_subjects(reference, pruned_runner, cpu_baseline) + \
             [artifact_subject(a, workdir) for a in artifacts]
+        gmacs = count(loaded.model, tuple(loaded.data_config["input_size"])).macs / 1e9  # the reference: the most work
         rows = verify(subjects, data.eval.images, data.eval.labels, recipe.bench, progress,
-                      StabilityPolicy.from_gates(recipe.gates))
+                      StabilityPolicy.from_gates(recipe.gates), gmacs)
     with meter.stage("serving"):
-        measure_serving(subjects, data.eval.images, recipe.bench, threads, progress)
+        measure_serving(subjects, data.eval.images, recipe.bench, threads, progress, gmacs)
     report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
                                 plan=plan if recipe.precision == "int8" else None, rows=rows,
                                 reference_device=_reference_text(reference, cpu_baseline), threads=threads,
-                                started=started, stages=meter.to_dict())
+                                started=started, stages=meter.to_dict(), gmacs_per_image=round(gmacs, 4))
     return report, gate(recipe, report, baseline), exported.onnx
 
 
@@ -180,7 +182,6 @@ def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, 
     """Mixed precision (precision/search.py) on the requested targets this machine can run: the plan with the
     parts float that held-out agreement needs, within the latency budget."""
     from edgefocal.precision.search import choose
-    from edgefocal.prune.macs import count
 
     spec = recipe.quantize
     if recipe.precision != "int8" or spec.target_agreement is None:

@@ -314,6 +314,9 @@ class BenchSpec(Strict):
     warmup: int = Field(default=10, ge=0)
     iterations: int = Field(default=50, ge=3)
     rounds: int = Field(default=5, ge=1)  # runners are timed interleaved, round by round
+    # at most this many GMACs per runner and batch size (warmup and timed runs together): a heavy model gets
+    # fewer warmup and timed runs, at least 2 per round (verify/bench.py bounded_counts); null: no bound
+    max_gmacs: float | None = Field(default=300, gt=0)
     threads: int | None = None  # CPU threads for every runner; None: all cores
     # fresh processes per report row for the serving figures (cold start, first inference, memory; the first also
     # checks batch consistency over the eval set, verify/serving.py); 0: not measured
@@ -321,6 +324,12 @@ class BenchSpec(Strict):
     # eval images the batch-consistency pass serves at batch 1 and at the largest batch (3 passes per row): its
     # cost is bounded, not the eval set's; 0: every eval image
     consistency_images: int = Field(default=1000, ge=0)
+    # eval images the artifacts a build makes but does not gate are checked on (an INT8 build's FP32 ones, made to
+    # time it against): the first N; null: every one. At 224² each pass over 2000 images takes minutes.
+    unrequested_images: int | None = Field(default=500, ge=1)
+    # ... and at most this many GMACs per row for that pass, its three passes together: the default checks its
+    # 1000 images, a 224² FocalNet-T (4.5 GMACs an image) 148 (verify/serving.py consistency_count); null: no bound
+    consistency_max_gmacs: float | None = Field(default=2000, gt=0)
 
     @field_validator("batch_sizes")
     @classmethod

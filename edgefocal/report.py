@@ -39,10 +39,12 @@ def identity(loaded, data) -> dict:
 
 
 def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, rows: list[Row],
-             reference_device: str, threads: int, started: float, stages: dict | None = None) -> dict:
+             reference_device: str, threads: int, started: float, stages: dict | None = None,
+             gmacs_per_image: float | None = None) -> dict:
     """The report of one build (report.json): what was built from what, where, and every row's figures.
     The rows stay Row objects in memory; `write` serializes them (Row.to_dict, through core.jsonable).
-    `stages`: StageMeter.to_dict() (edgefocal/stages.py), kept as "stages" and "peak_rss_mb" (`stage_fields`)."""
+    `stages`: StageMeter.to_dict() (edgefocal/stages.py), kept as "stages" and "peak_rss_mb" (`stage_fields`).
+    The bench section says how many warmup and timed runs each batch size got (bounded by MACs)."""
     import torch
 
     from edgefocal.machine import machine, machine_class
@@ -56,11 +58,21 @@ def assemble(*, inputs: dict, recipe, exported, prune_stats: dict | None, plan, 
         "export": {"onnx_opset": exported.opset, "onnx_max_abs_diff_vs_torch": exported.max_abs_diff},
         "prune": prune_stats,
         "precision_plan": plan.summary() if plan is not None else None,
-        "bench": {**recipe.bench.model_dump(), "threads_used": threads},
+        "bench": {**recipe.bench.model_dump(), "threads_used": threads, "gmacs_per_image": gmacs_per_image,
+                  "runs": bench_runs(recipe.bench, gmacs_per_image)},
         "rows": rows,
         "seconds": round(time.time() - started, 1),
         **stage_fields(stages),
     }
+
+
+def bench_runs(bench, gmacs_per_image: float | None) -> dict[int, dict]:
+    """{batch: {"warmup", "iterations"}} per runner, as verify ran them."""
+    from edgefocal.verify.bench import bounded_counts
+
+    counts = {b: bounded_counts(bench.warmup, bench.iterations, bench.rounds, b, gmacs_per_image, bench.max_gmacs)
+              for b in bench.batch_sizes}
+    return {b: {"warmup": w, "iterations": it} for b, (w, it) in counts.items()}
 
 
 def stage_fields(stages: dict | None) -> dict:
@@ -97,13 +109,29 @@ def stages_markdown(report: dict) -> list[str]:
         return []
     return (["", "## Stages", "", STAGES_HEADLINE + ".", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)] + ["| " + " | ".join(row) + " |" for row in rows]
-            + ["", f"- {build_totals(report)}"] + ([f"- {evaluation_times(report)}"] if evaluation_times(report) else []))
+            + ["", f"- {build_totals(report)}"]
+            + [f"- {line}" for line in (evaluation_times(report), benchmark_runs(report)) if line])
 
 
 def evaluation_times(report: dict) -> str:
-    """'evaluation (N images): torch fp32 (reference) 41 s, openvino int8 9 s, ...'; empty before rows had it."""
-    timed = [f"{r.label} {r.eval_seconds:.0f} s" for r in report["rows"] if r.eval_seconds is not None]
+    """'evaluation (N images): torch fp32 (reference) 41 s, openvino fp32 9 s on 500, ...'; empty before rows
+    had it."""
+    timed = [f"{r.label} {r.eval_seconds:.0f} s" + (f" on {r.eval_images}" if r.eval_images else "")
+             for r in report["rows"] if r.eval_seconds is not None]
     return f"evaluation ({report['eval']['count']} images): " + ", ".join(timed) if timed else ""
+
+
+def benchmark_runs(report: dict) -> str:
+    """'benchmark runs per runner: batch 1: 10 warmup + 50 timed, batch 8: 1 + 10 (bounded by 4.5 GMACs an
+    image)'; empty for a report without them."""
+    bench = report.get("bench") or {}
+    runs = bench.get("runs")
+    if not runs:
+        return ""
+    parts = [f"batch {b}: {r['warmup']} warmup + {r['iterations']} timed" for b, r in runs.items()]
+    gmacs = bench.get("gmacs_per_image")
+    return ("benchmark runs per runner: " + ", ".join(parts)
+            + (f" (bench.max_gmacs {bench['max_gmacs']:g} at {gmacs:g} GMACs an image)" if gmacs and bench.get("max_gmacs") else ""))
 
 
 def _fmt(v, spec: str, missing: str = "–") -> str:

@@ -91,6 +91,18 @@ def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[
     return results
 
 
+def bounded_counts(warmup: int, iterations: int, rounds: int, batch: int, gmacs_per_image: float | None,
+                   max_gmacs: float | None) -> tuple[int, int]:
+    """(warmup, iterations) for one batch size, scaled down so one runner spends at most `max_gmacs` on it:
+    at 224² (4.5 GMACs an image) the recipe's 60 runs at batch 8 take a minute per runner on 2 cores, and the
+    ratios need rounds, not long ones. Decided by MACs, never by a clock, so a busy machine measures the same
+    runs; at least one warmup and 2 runs per round."""
+    if not gmacs_per_image or not max_gmacs:
+        return warmup, iterations
+    scale = min(1.0, max_gmacs / (gmacs_per_image * batch * max(1, warmup + iterations)))
+    return max(min(warmup, 1), round(warmup * scale)), min(iterations, max(2 * rounds, int(iterations * scale)))
+
+
 def row_fields(results: dict[str, dict], name: str, reference: str) -> dict:
     """The latency fields of one report row, from `benchmark`'s results (Row.update sets them): what the
     pipeline stores in report.json (and report.html plots). `speedup_interval` and `latency_stability` exist only when the

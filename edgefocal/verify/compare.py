@@ -14,7 +14,7 @@ import numpy as np
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
 from edgefocal.core import Artifact, Row, Runner
-from edgefocal.verify.bench import benchmark, row_fields
+from edgefocal.verify.bench import benchmark, bounded_counts, row_fields
 from edgefocal.verify.evaluate import predict
 from edgefocal.metrics import compare
 
@@ -73,6 +73,18 @@ def latency_groups(running: list[Subject]) -> dict[str, list[Subject]]:
     return groups
 
 
+def _eval_images(subject: Subject, images, unrequested: int | None):
+    """The eval images a subject is checked on: all of them, or for an artifact the build makes but does not
+    gate (an INT8 build's FP32 ones) the first `unrequested` (bench.unrequested_images), noted on its row."""
+    row = subject.row
+    if row.requested or row.path is None or unrequested is None or unrequested >= len(images):
+        return images
+    row.eval_images = unrequested
+    row.notes.append(f"accuracy on the first {unrequested} of {len(images)} eval images: not requested, so not "
+                     f"gated (bench.unrequested_images)")
+    return images[:unrequested]
+
+
 def _evaluated(subject: Subject, images, advance) -> np.ndarray:
     """The subject's logits over the eval set, with only its own runner loaded: at 224² a runtime's buffers at
     the eval batch take gigabytes, so holding every runner's at once would bound the build by their sum. Its
@@ -90,16 +102,32 @@ def _evaluated(subject: Subject, images, advance) -> np.ndarray:
     return logits
 
 
+def _timed(runners: dict, sample, bench, gmacs_per_image: float | None, advance, reference: str,
+           stability) -> dict[str, dict]:
+    """benchmark's results, batch size by batch size, each with its runs bounded by MACs (bounded_counts)."""
+    results: dict[str, dict] = {name: {} for name in runners}
+    for batch in bench.batch_sizes:
+        warmup, iterations = bounded_counts(bench.warmup, bench.iterations, bench.rounds, batch, gmacs_per_image,
+                                            bench.max_gmacs)
+        got = benchmark(runners, sample, [batch], warmup, iterations, bench.rounds, advance, reference=reference,
+                        policy=stability)
+        for name, per_batch in got.items():
+            results[name].update(per_batch)
+    return results
+
+
 def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
-           stability=None) -> list[Row]:
+           stability=None, gmacs_per_image: float | None = None) -> list[Row]:
     """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows.
-    With a `stability` policy (verify/stability.py) unstable latencies are re-measured and judged."""
+    With a `stability` policy (verify/stability.py) unstable latencies are re-measured and judged; with the
+    model's `gmacs_per_image` a heavy model's benchmark runs are bounded (bench.max_gmacs)."""
     progress = progress or Progress()
     running = [s for s in subjects if s.runner is not None]
-    with progress.task("evaluate", len(images) * len(running)) as advance:
-        logits = [_evaluated(s, images, advance) for s in running]
+    checked = [_eval_images(s, images, bench.unrequested_images) for s in running]
+    with progress.task("evaluate", sum(len(c) for c in checked)) as advance:
+        logits = [_evaluated(s, c, advance) for s, c in zip(running, checked)]
     for s, lg in zip(running, logits):
-        s.row.update(compare(lg, logits[0], labels))
+        s.row.update(compare(lg, logits[0][:len(lg)], labels[:len(lg)]))
     groups = latency_groups([s for s in running if not s.row.no_latency])
     latency: dict[str, dict] = {}
     timed = [s for group in groups.values() for s in group]
@@ -110,8 +138,8 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
         with progress.task("benchmark", total) as advance:
             for base, group in groups.items():  # each group interleaved with its own baseline
                 runners = {s.row.label: s.runner for s in group}
-                latency[base] = benchmark(runners, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
-                                          bench.iterations, bench.rounds, advance, reference=base, policy=stability)
+                latency[base] = _timed(runners, images[:max(bench.batch_sizes)], bench, gmacs_per_image, advance,
+                                       base, stability)
     finally:
         for s in timed:
             s.runner.close()

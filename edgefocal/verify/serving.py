@@ -7,9 +7,10 @@ saved with torch.save and loaded into a TorchRunner), so runtimes never share on
 load starts cold. Each row gets `bench.cold_start_runs` children (3 by default), interleaved row by row
 like the latency rounds; cold start, first inference and memory are the medians, the per-run figures are
 kept (facts cold_start_runs_ms, first_inference_runs_ms, serving_memory_runs_mb) for the gates to judge
-their spread. The first child of each artifact row (not the torch rows: they are not deployed) also serves the
-first `bench.consistency_images` eval images (all with 0) at batch 1 and at the largest bench batch
-(twice) for the consistency verdict. A row that cannot
+their spread. The first child of each requested artifact's row (what ships and is gated: not the torch rows, nor the
+FP32 artifacts an INT8 build times itself against; at 224² each pass costs minutes) also serves the first
+`bench.consistency_images` eval images (all with 0; fewer for a heavy model, `consistency_count`) at batch 1
+and at the largest bench batch (twice) for the consistency verdict. A row that cannot
 be measured here says why (`serving_note`)."""
 from __future__ import annotations
 
@@ -135,10 +136,22 @@ def aggregate(results: list[dict]) -> dict:
             "cold_start_runs_ms": cold, "first_inference_runs_ms": first, "serving_memory_runs_mb": memory_runs}
 
 
+def consistency_count(bench, eval_images: int, gmacs_per_image: float | None) -> int:
+    """Eval images the consistency pass serves: bench.consistency_images (0: all), at most what its three
+    passes (batch 1, the largest batch twice) can serve within bench.consistency_max_gmacs. Decided by MACs,
+    not a clock: at 224² a thousand images take minutes a row, and the same images must be checked however
+    busy the machine is."""
+    wanted = min(bench.consistency_images or eval_images, eval_images)
+    if not gmacs_per_image or not bench.consistency_max_gmacs:
+        return wanted
+    return max(1, min(wanted, int(bench.consistency_max_gmacs / (3 * gmacs_per_image))))
+
+
 def measure_serving(subjects, images: np.ndarray, bench, threads: int | None = None,
-                    progress: Progress | None = None) -> list[Row]:
+                    progress: Progress | None = None, gmacs_per_image: float | None = None) -> list[Row]:
     """Fill every subject's serving figures (or serving_note) in place; returns the rows."""
     progress, runs = progress or Progress(), bench.cold_start_runs
+    checked = consistency_count(bench, len(images), gmacs_per_image)
     batches = sorted({1, max(bench.batch_sizes)})
     if runs:
         progress.log(f"serving: cold start, first inference and memory over {runs} fresh processes per row, "
@@ -153,7 +166,7 @@ def measure_serving(subjects, images: np.ndarray, bench, threads: int | None = N
                 s.row.serving_note = spec
             else:
                 specs[i] = {**spec, "batches": batches, "images": str(images_file),
-                            "consistency_images": bench.consistency_images,
+                            "consistency_images": checked,
                             "iterations": SERVE_ITERATIONS}
         results: dict[int, list[dict] | None] = {i: [] for i in specs}  # None: a run failed
         with progress.task("serving", runs * len(specs)) as advance:
@@ -161,7 +174,7 @@ def measure_serving(subjects, images: np.ndarray, bench, threads: int | None = N
                 for i, spec in specs.items():
                     done = results[i]
                     if done is not None:
-                        check = run == 0 and subjects[i].row.path is not None  # artifacts ship; torch rows do not
+                        check = run == 0 and subjects[i].row.requested  # what ships and is gated
                         got = run_child({**spec, "consistency": check}, tmp / f"out{i}.json")
                         results[i] = None if "error" in got else done + [got]
                         if "error" in got:

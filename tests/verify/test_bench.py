@@ -84,3 +84,20 @@ def test_without_a_policy_the_old_shape_is_kept():
     assert set(res["art"]) == {1, 3} and "stability" not in res["art"][1]
     assert res["art"][3]["throughput"] == pytest.approx(3 * 1e3 / 5.0)
     assert "speedup_interval" not in bench.row_fields(res, "art", "ref")
+
+
+def test_a_heavy_model_gets_fewer_runs_bounded_by_macs_never_fewer_than_two_per_round():
+    # the default's 32² FocalNet (about 0.05 GMACs an image) keeps the recipe's counts at both batch sizes
+    assert bench.bounded_counts(10, 50, 5, 1, 0.05, 300) == (10, 50)
+    assert bench.bounded_counts(10, 50, 5, 8, 0.05, 300) == (10, 50)
+    # focalnet_tiny at 224² (4.5 GMACs): batch 1 fits the bound, batch 8 (36 GMACs a run) is cut to the floor
+    assert bench.bounded_counts(10, 50, 5, 1, 4.5, 300) == (10, 50)
+    warmup, iterations = bench.bounded_counts(10, 50, 5, 8, 4.5, 300)
+    assert (warmup, iterations) == (1, 10)
+    # a middle case scales both, the work staying within the bound
+    warmup, iterations = bench.bounded_counts(10, 50, 5, 8, 0.3, 60)
+    assert 0.3 * 8 * (warmup + iterations) <= 60 and iterations >= 10 and warmup >= 1
+    # no MAC count, no bound, and a recipe asking for fewer runs than the floor keeps its own
+    assert bench.bounded_counts(10, 50, 5, 8, None, 300) == (10, 50)
+    assert bench.bounded_counts(10, 50, 5, 8, 4.5, None) == (10, 50)
+    assert bench.bounded_counts(1, 3, 1, 8, 4.5, 300) == (1, 3)

@@ -79,10 +79,10 @@ def _signed_activations(model) -> int:
 
 def _amax(model, tensors: list[str], calibration: np.ndarray, batch: int | None = None) -> dict[str, float]:
     """max |x| of intermediate tensors of the (quantized) model over the calibration set, a few images at a
-    time: every fetched tensor of a batch is held at once (a 16th of imagestore.batch_size: 2 at 224²)."""
+    time: every fetched tensor of a batch is held at once (a quarter of imagestore.batch_size: 2 at 224²)."""
     from edgefocal.imagestore import batch_size
 
-    batch = batch or max(1, batch_size(calibration.shape) // 16)
+    batch = batch or max(1, batch_size(calibration.shape) // 4)
     import onnx
     import onnxruntime as ort
 
