@@ -365,7 +365,7 @@ def render(args, results: dict[str, list[Build]], plot_path: Path, workdir: Path
     full = (args.models == list(MODELS) and args.sizes == list(SIZES) and args.targets == list(TARGETS)
             and args.calib_size == CALIBRATION and search and not args.set and not args.timeout)
     lines = header("Build time and memory against the eval set's size") + [
-        f"Commit {commit()}; {psutil.virtual_memory().total / 2**30:.1f} GiB of memory; the run took "
+        f"Commit {getattr(args, 'commit', None) or commit()}; {psutil.virtual_memory().total / 2**30:.1f} GiB of memory; the run took "
         f"{seconds / 60:.0f} min.", "",
         options_text(args, search, full), "",
         "Each build is `python -m edgefocal build` in a process of its own, run one after another. **Wall time** "
@@ -453,6 +453,7 @@ def _sizes(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.commit = commit()  # now: the plot this run writes would make the tree look edited at the end
     started = time.perf_counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)  # now, not after hours of builds
     plot_path = args.out.with_suffix(".svg")

@@ -156,6 +156,9 @@ class Row:
     top5: float | None = None
     top1_drop: float | None = None  # points below the reference
     agreement: float | None = None
+    # in a pruned build, an artifact's figures against the pruned FP32 model: what INT8 cost on top of pruning
+    top1_drop_vs_pruned: float | None = None
+    agreement_vs_pruned: float | None = None
     cosine: float | None = None
     max_abs_diff: float | None = None
     latency_ms: dict | None = None  # {batch: {"p50", "p90", "p99", "mean"}}
@@ -181,7 +184,8 @@ class Row:
     _MEASURED = ("device", "top1", "top5", "top1_drop", "agreement", "cosine", "max_abs_diff", "latency_ms",
                  "throughput", "speedup_vs_reference", "latency_samples_ms", "latency_rounds_ms", "foreign_load",
                  "latency_stability", "speedup_interval", "speedup_against", "cold_start_ms", "first_inference_ms",
-                 "consistency", "eval_seconds", "eval_images")  # written when not None
+                 "consistency", "eval_seconds", "eval_images", "top1_drop_vs_pruned",
+                 "agreement_vs_pruned")  # written when not None
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

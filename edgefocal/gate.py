@@ -93,18 +93,48 @@ def check_gates(gates: Gates, rows: list[Row] | list[dict]) -> list[GateResult]:
             if row.required:
                 results.append(GateResult("required artifact built", label, None, row.skipped, False))
             continue
+        pruned = row.agreement_vs_pruned is not None  # a pruned build: these gates bound INT8's share
         if gates.max_top1_drop is not None:
-            v = row.top1_drop
+            v = row.top1_drop_vs_pruned if pruned else row.top1_drop
             results.append(GateResult("max_top1_drop", label, v, gates.max_top1_drop,
-                                      v is not None and v <= gates.max_top1_drop))
+                                      v is not None and v <= gates.max_top1_drop,
+                                      detail=_int8_share(row.top1_drop, "+.2f", " pt") if pruned else ""))
         if gates.min_agreement is not None:
-            v = row.agreement
+            v = row.agreement_vs_pruned if pruned else row.agreement
             results.append(GateResult("min_agreement", label, v, gates.min_agreement,
-                                      v is not None and v >= gates.min_agreement))
+                                      v is not None and v >= gates.min_agreement,
+                                      detail=_int8_share(row.agreement, ".4f") if pruned else ""))
         if gates.min_speedup is not None:
             results.append(speedup_gate(gates, row))
         results += serving_gates(gates, row)
     return results
+
+
+def _int8_share(total: float | None, spec: str, unit: str = "") -> str:
+    total_text = "missing" if total is None else format(total, spec) + unit
+    return f"INT8's share, against the pruned FP32 model; with pruning's, against the reference: {total_text}"
+
+
+def prune_gates(prune, rows: list[Row] | list[dict]) -> list[GateResult]:
+    """Pruning's share of a pruned build's cost (recipe prune.max_top1_drop, prune.min_agreement), judged on the
+    pruned FP32 row against the unpruned reference; check_gates judges INT8's share on top. Nothing for a
+    build that did not prune."""
+    from edgefocal.verify.compare import PRUNED
+
+    row = next((r for r in map(_row, rows) if r.label == PRUNED), None)
+    if row is None:
+        return []
+    what = "what pruning cost: the pruned FP32 model against the unpruned reference"
+    out = []
+    if prune.max_top1_drop is not None:
+        v = row.top1_drop
+        out.append(GateResult("prune.max_top1_drop", row.label, v, prune.max_top1_drop,
+                              v is not None and v <= prune.max_top1_drop, detail=what))
+    if prune.min_agreement is not None:
+        v = row.agreement
+        out.append(GateResult("prune.min_agreement", row.label, v, prune.min_agreement,
+                              v is not None and v >= prune.min_agreement, detail=what))
+    return out
 
 
 # --- serving: cold start and memory are judged over their runs, like latency over its rounds: pass only when

@@ -17,7 +17,7 @@ from edgefocal.baseline import check_same_inputs, compare_reports, load_report
 from edgefocal.data import BuildData, data_cache, held_out, held_out_available, load_data
 from edgefocal.errors import GateFailed, Interrupted
 from edgefocal.export import Exported, export
-from edgefocal.gate import GateResult, check_gates
+from edgefocal.gate import GateResult, check_gates, prune_gates
 from edgefocal.outputs import StagedOutput
 from edgefocal.progress import Progress
 from edgefocal.stages import StageMeter
@@ -125,7 +125,8 @@ def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | 
 def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:
     """The recipe's bounds on the requested artifacts, and, given a baseline, the regression bounds (the
     comparison is kept in the report for the summary and report.html)."""
-    gates = check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
+    gates = prune_gates(recipe.prune, report["rows"]) + \
+        check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
     if baseline is not None:
         comparison = compare_reports(baseline, report, recipe.gates, f"baseline {recipe.gates.baseline}")
         gates += comparison.results

@@ -170,7 +170,8 @@ def notes(report: dict) -> list[str]:
     if p:
         out.append(f"pruning {p.get('method')}: MACs {p.get('macs_before', 0) / 1e6:.2f}M → {p.get('macs_after', 0) / 1e6:.2f}M, "
                    f"params {p.get('params_before', 0) / 1e6:.3f}M → {p.get('params_after', 0) / 1e6:.3f}M; "
-                   "'torch fp32 (pruned)' shows what pruning cost, the artifacts what INT8 cost on top")
+                   "'torch fp32 (pruned)' shows what pruning cost, the artifacts' rows what pruning and INT8 cost "
+                   "together (## Pruning splits them)")
     for r in report["rows"]:
         if r.skipped:
             out.append(f"{r.label}: not run here — {r.skipped}")
@@ -200,12 +201,32 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         if p.get("stage_weights"):
             lines.append(f"- stage weights {p['stage_weights']} (channel fraction per stage; set `prune.stage_weights` "
                          "to these to prune the same channels in a rebuild)")
+        lines += pruning_shares(report)
     lines += serving_report.markdown(report)
     lines += stages_markdown(report)
     lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
     return "\n".join(lines) + "\n"
+
+
+def pruning_shares(report: dict) -> list[str]:
+    """report.md's three costs of a pruned build: pruning's (pruned FP32 vs the reference), then per requested
+    artifact INT8's on top (vs the pruned FP32 model) and the total (vs the reference)."""
+    def cost(drop, agree) -> str:
+        return f"top-1 {_fmt(drop, '+.2f')} pt, agreement {_fmt(agree, '.2%')}"
+
+    from edgefocal.verify.compare import PRUNED
+
+    pruned = next((r for r in report["rows"] if r.label == PRUNED), None)
+    if pruned is None:
+        return []
+    lines = [f"- what pruning cost (pruned FP32 vs the reference): {cost(pruned.top1_drop, pruned.agreement)}"]
+    for r in report["rows"]:
+        if r.requested and r.agreement_vs_pruned is not None:
+            lines.append(f"- {r.label}: INT8 on top (vs the pruned FP32 model) {cost(r.top1_drop_vs_pruned, r.agreement_vs_pruned)}; "
+                         f"total (vs the reference) {cost(r.top1_drop, r.agreement)}")
+    return lines
 
 
 def precision_section(plan: dict | None, top: int = 10) -> list[str]:

@@ -116,6 +116,18 @@ def _timed(runners: dict, sample, bench, gmacs_per_image: float | None, advance,
     return results
 
 
+def _shares_of_pruning(running: list[Subject], logits: list[np.ndarray], labels) -> None:
+    """In a pruned build, every artifact's figures against the pruned FP32 model too: the reference row says
+    what pruning and INT8 cost together, these what INT8 cost on top of pruning (gate.py judges each share)."""
+    pruned = next((lg for s, lg in zip(running, logits) if s.row.label == PRUNED), None)
+    if pruned is None:
+        return
+    for s, lg in zip(running, logits):
+        if s.row.path is not None:
+            share = compare(lg, pruned[:len(lg)], labels[:len(lg)])
+            s.row.update({"top1_drop_vs_pruned": share["top1_drop"], "agreement_vs_pruned": share["agreement"]})
+
+
 def verify(subjects: list[Subject], images, labels, bench, progress: Progress | None = None,
            stability=None, gmacs_per_image: float | None = None) -> list[Row]:
     """Accuracy vs the first subject (the reference) and interleaved latency; returns the report rows.
@@ -128,6 +140,7 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
         logits = [_evaluated(s, c, advance) for s, c in zip(running, checked)]
     for s, lg in zip(running, logits):
         s.row.update(compare(lg, logits[0][:len(lg)], labels[:len(lg)]))
+    _shares_of_pruning(running, logits, labels)
     groups = latency_groups([s for s in running if not s.row.no_latency])
     latency: dict[str, dict] = {}
     timed = [s for group in groups.values() for s in group]
