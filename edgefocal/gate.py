@@ -115,8 +115,8 @@ def _int8_share(total: float | None, spec: str, unit: str = "") -> str:
     return f"INT8's share, against the pruned FP32 model; with pruning's, against the reference: {total_text}"
 
 
-def prune_gates(prune, rows: list[Row] | list[dict]) -> list[GateResult]:
-    """Pruning's share of a pruned build's cost (recipe prune.max_top1_drop, prune.min_agreement), judged on the
+def prune_gates(gates: Gates, rows: list[Row] | list[dict]) -> list[GateResult]:
+    """Pruning's share of a pruned build's cost (gates.prune_max_top1_drop, gates.prune_min_agreement), judged on the
     pruned FP32 row against the unpruned reference; check_gates judges INT8's share on top. Nothing for a
     build that did not prune."""
     from edgefocal.verify.compare import PRUNED
@@ -126,14 +126,14 @@ def prune_gates(prune, rows: list[Row] | list[dict]) -> list[GateResult]:
         return []
     what = "what pruning cost: the pruned FP32 model against the unpruned reference"
     out = []
-    if prune.max_top1_drop is not None:
+    if gates.prune_max_top1_drop is not None:
         v = row.top1_drop
-        out.append(GateResult("prune.max_top1_drop", row.label, v, prune.max_top1_drop,
-                              v is not None and v <= prune.max_top1_drop, detail=what))
-    if prune.min_agreement is not None:
+        out.append(GateResult("prune_max_top1_drop", row.label, v, gates.prune_max_top1_drop,
+                              v is not None and v <= gates.prune_max_top1_drop, detail=what))
+    if gates.prune_min_agreement is not None:
         v = row.agreement
-        out.append(GateResult("prune.min_agreement", row.label, v, prune.min_agreement,
-                              v is not None and v >= prune.min_agreement, detail=what))
+        out.append(GateResult("prune_min_agreement", row.label, v, gates.prune_min_agreement,
+                              v is not None and v >= gates.prune_min_agreement, detail=what))
     return out
 
 

@@ -125,7 +125,7 @@ def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | 
 def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:
     """The recipe's bounds on the requested artifacts, and, given a baseline, the regression bounds (the
     comparison is kept in the report for the summary and report.html)."""
-    gates = prune_gates(recipe.prune, report["rows"]) + \
+    gates = prune_gates(recipe.gates, report["rows"]) + \
         check_gates(recipe.gates, [r for r in report["rows"] if r.requested])
     if baseline is not None:
         comparison = compare_reports(baseline, report, recipe.gates, f"baseline {recipe.gates.baseline}")

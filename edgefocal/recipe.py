@@ -223,11 +223,6 @@ class PruneSpec(Strict):
     damping: float = Field(default=0.01, gt=0)  # ridge λ as a fraction of the mean activation energy
     solver: Literal["sparsegpt", "wanda"] = "sparsegpt"  # 2:4: SparseGPT updates from Hessians, or Wanda
     recover_steps: int = Field(default=0, ge=0)  # optional short distillation from the FP32 model
-    # what pruning alone may cost: the pruned FP32 model against the unpruned reference (gate.py prune_gates);
-    # the gates: section then bounds what INT8 costs on top, against the pruned FP32 model. None: no bound
-    # (recipes/default.yaml sets both, as it sets the gates)
-    max_top1_drop: float | None = Field(default=None, ge=0)  # points
-    min_agreement: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("stage_ratios")
     @classmethod
@@ -352,6 +347,10 @@ class Gates(Strict):
 
     max_top1_drop: float | None = Field(default=None, ge=0)  # points, vs the FP32 reference
     min_agreement: float | None = Field(default=None, gt=0, le=1)
+    # in a pruned build the two above bound what INT8 costs on top of pruning (against the pruned FP32 model),
+    # and these what pruning alone costs (the pruned FP32 model against the reference; gate.py prune_gates)
+    prune_max_top1_drop: float | None = Field(default=None, ge=0)  # points
+    prune_min_agreement: float | None = Field(default=None, gt=0, le=1)
     min_speedup: float | None = Field(default=None, gt=0)  # reference p50 / artifact p50 at the smallest batch
     # --- against a baseline report (report.json or its directory); None turns a bound off ---
     baseline: Path | None = None

@@ -213,14 +213,14 @@ def test_pruned_build_reports_what_pruning_cost(tmp_path, capsys):
     """Pruning's share and INT8's share are reported and bounded apart: a pruning bound no pruning can meet fails
     the build, naming pruning's share, while INT8's share (vs the pruned FP32 model) passes its own gate."""
     out, recipe = tmp_path / "pruned", tmp_path / "pruned.yaml"
-    recipe.write_text(FAST + "prune: {max_top1_drop: 1.0, min_agreement: 0.9999}\ngates: {min_agreement: 0.98}\n")
+    recipe.write_text(FAST + "gates: {prune_max_top1_drop: 1.0, prune_min_agreement: 0.9999, min_agreement: 0.98}\n")
     assert run("build", "--recipe", recipe, "--target", "openvino", "--prune", "channels:0.3", "--calib-size", 300,
                "--batch-sizes", "1", "--output", out) == 1
-    assert "prune.min_agreement for torch fp32 (pruned)" in (err := capsys.readouterr().err)
+    assert "prune_min_agreement for torch fp32 (pruned)" in (err := capsys.readouterr().err)
     assert "min_agreement for openvino int8" not in err  # INT8's share passed
     report = json.loads((out / "report.json").read_text())
     gates = {g["gate"]: g for g in report["gates"]}
-    assert not gates["prune.min_agreement"]["passed"] and gates["prune.max_top1_drop"]["passed"]
+    assert not gates["prune_min_agreement"]["passed"] and gates["prune_max_top1_drop"]["passed"]
     int8_row = next(r for r in report["rows"] if r["label"] == "openvino int8")
     assert gates["min_agreement"]["value"] == int8_row["agreement_vs_pruned"] >= 0.98
     assert "what pruning cost (pruned FP32 vs the reference)" in (out / "report.md").read_text()

@@ -70,29 +70,28 @@ def test_report_json_keys_are_strings_and_gates_round_trip():
 
 
 def test_a_pruned_build_is_judged_per_share_and_names_the_share_that_failed():
-    """Pruning's share (pruned FP32 vs the reference) has the prune: bounds; INT8's share (the artifact vs the
+    """Pruning's share (pruned FP32 vs the reference) has the prune_* bounds; INT8's share (the artifact vs the
     pruned FP32 model) the gates: bounds; the total stays in the detail, gated by neither."""
     from edgefocal.gate import prune_gates
-    from edgefocal.recipe import PruneSpec
 
     pruned = Row("torch fp32 (pruned)", "torch", "fp32", top1_drop=0.9, agreement=0.988)
     int8 = Row("openvino int8", "openvino", "int8", path="openvino/model_int8.xml", requested=True, top1_drop=1.0,
                agreement=0.986, top1_drop_vs_pruned=0.1, agreement_vs_pruned=0.996)
-    bounds = PruneSpec(method="channels", ratio=0.3, max_top1_drop=1.0, min_agreement=0.985)
+    bounds = Gates(prune_max_top1_drop=1.0, prune_min_agreement=0.985)
     share = prune_gates(bounds, [pruned, int8])
-    assert [(g.gate, g.artifact, g.passed) for g in share] == [("prune.max_top1_drop", "torch fp32 (pruned)", True),
-                                                               ("prune.min_agreement", "torch fp32 (pruned)", True)]
+    assert [(g.gate, g.artifact, g.passed) for g in share] == [("prune_max_top1_drop", "torch fp32 (pruned)", True),
+                                                               ("prune_min_agreement", "torch fp32 (pruned)", True)]
     gates = check_gates(Gates(max_top1_drop=0.2, min_agreement=0.995), [int8])
     assert [(g.gate, g.value, g.passed) for g in gates] == [("max_top1_drop", 0.1, True), ("min_agreement", 0.996, True)]
     assert "against the pruned FP32 model" in gates[1].detail and "0.9860" in gates[1].detail  # the total, said
     # pruning that costs more than its bound fails as pruning's share, INT8's share still passing
     costly = replace(pruned, top1_drop=1.4, agreement=0.98)
     failed = [g.describe() for g in prune_gates(bounds, [costly, int8]) if not g.passed]
-    assert failed == ["prune.max_top1_drop for torch fp32 (pruned): 1.4 (bound 1.0) FAILED — what pruning cost: "
+    assert failed == ["prune_max_top1_drop for torch fp32 (pruned): 1.4 (bound 1.0) FAILED — what pruning cost: "
                       "the pruned FP32 model against the unpruned reference",
-                      "prune.min_agreement for torch fp32 (pruned): 0.98 (bound 0.985) FAILED — what pruning cost: "
+                      "prune_min_agreement for torch fp32 (pruned): 0.98 (bound 0.985) FAILED — what pruning cost: "
                       "the pruned FP32 model against the unpruned reference"]
     # an unpruned build has no pruned row: no prune gates, and the gates judge the artifact against the reference
-    assert prune_gates(bounds, [int8]) == [] and prune_gates(PruneSpec(), [pruned]) == []
+    assert prune_gates(bounds, [int8]) == [] and prune_gates(Gates(), [pruned]) == []
     plain = replace(int8, top1_drop_vs_pruned=None, agreement_vs_pruned=None)
     assert [g.value for g in check_gates(Gates(max_top1_drop=0.2, min_agreement=0.995), [plain])] == [1.0, 0.986]
