@@ -15,8 +15,9 @@ import numpy as np
 
 from edgefocal.errors import BadInput
 
-# images × height × width per batch: 10 images at 224², 256 (the cap) at 32². Measured at 224² on 2 cores
-# (focalnet_tiny_srf): ONNX Runtime FP32 12.3 img/s at batch 8, 8.8 at 32; torch 8.8 at 8, 7.3 at 41.
+# images × height × width per batch: 10 images at 224², 256 (the cap) at 32². At 224² on 2 cores ONNX Runtime and
+# torch ran focalnet_tiny_srf faster at 8-10 images a batch than at 32-41 (ad-hoc timings, not a benchmark file;
+# benchmarks/scale.md measures the whole build with this size).
 BATCH_PIXELS = 2 ** 19
 MAX_BATCH = 256
 

@@ -122,7 +122,7 @@ def evaluation_times(report: dict) -> str:
 
 
 def benchmark_runs(report: dict) -> str:
-    """'benchmark runs per runner: batch 1: 10 warmup + 50 timed, batch 8: 1 + 10 (bounded by 4.5 GMACs an
+    """'benchmark runs per runner: batch 1: 10 warmup + 50 timed, batch 8: 1 + 10 (bounded by 4.4 GMACs an
     image)'; empty for a report without them."""
     bench = report.get("bench") or {}
     runs = bench.get("runs")

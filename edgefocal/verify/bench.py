@@ -57,9 +57,13 @@ def _stats(per_round: list[list[float]], use: list[int], batch: int, foreign: li
 
 def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[int], warmup: int,
               iterations: int, rounds: int, advance: Callable[[int], None] | None = None, *,
-              reference: str | None = None, policy: StabilityPolicy | None = None) -> dict[str, dict]:
+              reference: str | None = None, policy: StabilityPolicy | None = None,
+              gmacs_per_image: float | None = None, max_gmacs: float | None = None) -> dict[str, dict]:
     """{name: {batch: {"p50","p90","p99","mean","throughput","samples_ms","round_medians_ms",
     "round_foreign_load","rounds_used"[, "stability"]}}}; ms per batch, images/s.
+
+    With the model's `gmacs_per_image` and `max_gmacs`, each batch size's warmup and timed runs are bounded
+    by MACs (`bounded_counts`).
 
     With `reference` (a key of `runners`) and `policy`, each batch size is re-measured round by round
     (at most `policy.max_rounds` rounds) until every ratio to the reference is stable, the percentiles
@@ -68,14 +72,15 @@ def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[
     if judge and reference not in runners:
         raise ValueError(f"reference {reference!r} is not one of the runners {list(runners)}")
     results: dict[str, dict] = {name: {} for name in runners}
-    per_round = max(1, iterations // rounds)
     need = max(rounds, MIN_ROUNDS)
     probe = ForeignLoad()
     for batch in batch_sizes:
+        batch_warmup, batch_iterations = bounded_counts(warmup, iterations, rounds, batch, gmacs_per_image, max_gmacs)
+        per_round = max(1, batch_iterations // rounds)
         reps = int(np.ceil(batch / len(sample)))
         x = np.ascontiguousarray(np.concatenate([sample] * reps)[:batch])
         for runner in runners.values():
-            runner.timed_infer(x, warmup)  # first calls compile kernels, fill caches, wake clocks
+            runner.timed_infer(x, batch_warmup)  # first calls compile kernels, fill caches, wake clocks
         measured = _Rounds(runners)
         for _ in range(rounds):
             measured.run(runners, x, per_round, probe, advance)
@@ -94,7 +99,7 @@ def benchmark(runners: dict[str, Runner], sample: np.ndarray, batch_sizes: list[
 def bounded_counts(warmup: int, iterations: int, rounds: int, batch: int, gmacs_per_image: float | None,
                    max_gmacs: float | None) -> tuple[int, int]:
     """(warmup, iterations) for one batch size, scaled down so one runner spends at most `max_gmacs` on it:
-    at 224² (4.5 GMACs an image) the recipe's 60 runs at batch 8 take a minute per runner on 2 cores, and the
+    at 224² (4.4 GMACs an image) the recipe's 60 runs at batch 8 take a minute per runner on 2 cores, and the
     ratios need rounds, not long ones. Decided by MACs, never by a clock, so a busy machine measures the same
     runs; at least one warmup and 2 runs per round."""
     if not gmacs_per_image or not max_gmacs:

@@ -14,7 +14,7 @@ import numpy as np
 from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
 from edgefocal.core import Artifact, Row, Runner
-from edgefocal.verify.bench import benchmark, bounded_counts, row_fields
+from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.verify.evaluate import predict
 from edgefocal.metrics import compare
 
@@ -102,20 +102,6 @@ def _evaluated(subject: Subject, images, advance) -> np.ndarray:
     return logits
 
 
-def _timed(runners: dict, sample, bench, gmacs_per_image: float | None, advance, reference: str,
-           stability) -> dict[str, dict]:
-    """benchmark's results, batch size by batch size, each with its runs bounded by MACs (bounded_counts)."""
-    results: dict[str, dict] = {name: {} for name in runners}
-    for batch in bench.batch_sizes:
-        warmup, iterations = bounded_counts(bench.warmup, bench.iterations, bench.rounds, batch, gmacs_per_image,
-                                            bench.max_gmacs)
-        got = benchmark(runners, sample, [batch], warmup, iterations, bench.rounds, advance, reference=reference,
-                        policy=stability)
-        for name, per_batch in got.items():
-            results[name].update(per_batch)
-    return results
-
-
 def _shares_of_pruning(running: list[Subject], logits: list[np.ndarray], labels) -> None:
     """In a pruned build, every artifact's figures against the pruned FP32 model too: the reference row says
     what pruning and INT8 cost together, these what INT8 cost on top of pruning (gate.py judges each share)."""
@@ -151,8 +137,9 @@ def verify(subjects: list[Subject], images, labels, bench, progress: Progress | 
         with progress.task("benchmark", total) as advance:
             for base, group in groups.items():  # each group interleaved with its own baseline
                 runners = {s.row.label: s.runner for s in group}
-                latency[base] = _timed(runners, images[:max(bench.batch_sizes)], bench, gmacs_per_image, advance,
-                                       base, stability)
+                latency[base] = benchmark(runners, images[:max(bench.batch_sizes)], bench.batch_sizes, bench.warmup,
+                                          bench.iterations, bench.rounds, advance, reference=base, policy=stability,
+                                          gmacs_per_image=gmacs_per_image, max_gmacs=bench.max_gmacs)
     finally:
         for s in timed:
             s.runner.close()
