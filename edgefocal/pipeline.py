@@ -93,8 +93,9 @@ def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | 
     if baseline is not None:  # refuse a baseline of other inputs before minutes of quantization
         check_same_inputs(baseline, inputs, f"baseline {recipe.gates.baseline}")
     with meter.stage("prune"):
-        pruned = prune(loaded.model, data.calibration.images, prune_spec(recipe, loaded, data, targets, threads,
-                                                                         progress.log), progress.log)
+        spec = prune_spec(recipe, loaded, data, targets, threads, progress.log)
+        pruned = prune(loaded.model, data.calibration.images, spec, progress.log,
+                       lambda n: held_out(data, n, recipe.calibration.seed + 2, loaded.data_config, "recovery").images)
     with meter.stage("export"):
         progress.log("exporting ONNX (opset 18, dynamic batch)")
         exported = export(pruned.model, loaded.data_config["input_size"], data.eval.images[:EXPORT_CHECK], workdir)

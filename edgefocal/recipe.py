@@ -222,7 +222,12 @@ class PruneSpec(Strict):
     reconstruct: bool = True  # least-squares repair of the next layer from calibration activations
     damping: float = Field(default=0.01, gt=0)  # ridge λ as a fraction of the mean activation energy
     solver: Literal["sparsegpt", "wanda"] = "sparsegpt"  # 2:4: SparseGPT updates from Hessians, or Wanda
-    recover_steps: int = Field(default=0, ge=0)  # optional short distillation from the FP32 model
+    # short distillation from the unpruned FP32 model on unlabeled held-out images of the calibration source
+    # (prune/recover.py), bounded by MACs so that a heavy model is not trained for hours: 600 steps of 128
+    # images cost ~1000 GMACs on the 32² default, ~1 M on a 224² FocalNet-T; 0: none (recipes/default.yaml: 600)
+    recover_steps: int = Field(default=0, ge=0)
+    recover_images: int = Field(default=8000, ge=0)  # held-out images distilled on (0: the calibration images)
+    recover_max_gmacs: float | None = Field(default=2000, gt=0)  # at most this much training work; None: no bound
 
     @field_validator("stage_ratios")
     @classmethod

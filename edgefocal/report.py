@@ -201,6 +201,7 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         if p.get("stage_weights"):
             lines.append(f"- stage weights {p['stage_weights']} (channel fraction per stage; set `prune.stage_weights` "
                          "to these to prune the same channels in a rebuild)")
+        lines += recovery_line(p.get("recover"))
         lines += pruning_shares(report)
     lines += serving_report.markdown(report)
     lines += stages_markdown(report)
@@ -208,6 +209,19 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
     return "\n".join(lines) + "\n"
+
+
+def recovery_line(recover: dict | None) -> list[str]:
+    """report.md's account of the distillation after pruning (prune/recover.py), or why it was skipped."""
+    if not recover:
+        return []
+    if not recover.get("steps"):
+        return [f"- recovery skipped: {recover.get('skipped')}"]
+    outcome = "kept" if recover["kept"] else "worse, so the un-distilled weights were kept"
+    images = f"{recover['images']} held-out images" if recover.get("held_out") else "the calibration images"
+    return [f"- recovery: {recover['steps']} distillation steps on {images}, logit MSE to the unpruned model on "
+            f"{recover['check_images']} {'others' if recover.get('held_out') else 'of them'} {recover['mse_before']:.4f} → "
+            f"{recover['mse_after']:.4f} ({outcome})"]
 
 
 def pruning_shares(report: dict) -> list[str]:

@@ -213,7 +213,8 @@ def test_pruned_build_reports_what_pruning_cost(tmp_path, capsys):
     """Pruning's share and INT8's share are reported and bounded apart: a pruning bound no pruning can meet fails
     the build, naming pruning's share, while INT8's share (vs the pruned FP32 model) passes its own gate."""
     out, recipe = tmp_path / "pruned", tmp_path / "pruned.yaml"
-    recipe.write_text(FAST + "gates: {prune_max_top1_drop: 1.0, prune_min_agreement: 0.9999, min_agreement: 0.98}\n")
+    recipe.write_text(FAST + "gates: {prune_max_top1_drop: 1.0, prune_min_agreement: 0.9999, min_agreement: 0.98}\n"
+                      "prune: {recover_steps: 50, recover_images: 800}\n")
     assert run("build", "--recipe", recipe, "--target", "openvino", "--prune", "channels:0.3", "--calib-size", 300,
                "--batch-sizes", "1", "--output", out) == 1
     assert "prune_min_agreement for torch fp32 (pruned)" in (err := capsys.readouterr().err)
@@ -232,6 +233,9 @@ def test_pruned_build_reports_what_pruning_cost(tmp_path, capsys):
     assert rows["torch fp32 (pruned)"]["top1_drop"] <= 1.0  # what pruning cost, before INT8
     assert rows["openvino int8"]["top1_drop"] <= 1.5
     assert "## Pruning" in (md := (out / "report.md").read_text()) and f"stage weights {p['stage_weights']}" in md
+    # recovery distilled on held-out train images, 7/8 of them, and was judged on the rest
+    assert p["recover"]["steps"] == 50 and (p["recover"]["images"], p["recover"]["check_images"]) == (700, 100)
+    assert "- recovery: 50 distillation steps on 700 held-out images" in md
 
 
 def test_removed_accuracy_control_in_a_recipe_is_exit_2(tmp_path, capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,12 +33,13 @@ class PruneResult:
     stats: dict | None = field(default_factory=dict)  # None: not pruned
 
 
-def prune(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec, log=print) -> PruneResult:
+def prune(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec, log=print,
+          held_out: Callable[[int], np.ndarray] | None = None) -> PruneResult:
     """The prune stage: `model` unchanged when the recipe prunes nothing."""
     if spec.method == "none":
         return PruneResult(model, None)
     log(f"pruning ({spec.method}, ratio {spec.ratio})")
-    return prune_model(model, calibration, spec, log)
+    return prune_model(model, calibration, spec, log, held_out)
 
 
 def parse_prune_flag(flag: str) -> dict:
@@ -145,8 +147,28 @@ def _channel_ratio(before: torch.nn.Module, after: torch.nn.Module) -> float:
     return removed / total if total else 0.0
 
 
-def prune_model(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec, log=print) -> PruneResult:
-    """Prune a deep copy of `model` with `calibration` (float32 NCHW, preprocessed like the eval data)."""
+def _recover(pruned, dense, calibration: np.ndarray, spec: PruneSpec, gmacs: float, log, held_out) -> dict:
+    """The recipe's distillation, on held-out images when there are some, within its MAC budget."""
+    from edgefocal.prune.recover import BATCH, MIN_STEPS, distill, step_budget
+
+    steps = step_budget(spec.recover_steps, BATCH, gmacs, spec.recover_max_gmacs)
+    if steps < MIN_STEPS:
+        why = (f"{gmacs:.2f} GMACs an image allow {steps} distillation steps of {BATCH} images within "
+               f"prune.recover_max_gmacs ({spec.recover_max_gmacs}), fewer than {MIN_STEPS}")
+        log(f"recovery skipped: {why}")
+        return {"steps": 0, "skipped": why}
+    if held_out is None or not spec.recover_images:
+        return distill(pruned, dense, calibration, steps, check=calibration, log=log) | {"held_out": False}
+    images = held_out(spec.recover_images)
+    checked = max(1, len(images) // 8)  # not the calibration images: least squares fitted the pruned model to them
+    return distill(pruned, dense, images[:-checked], steps, check=images[-checked:], log=log) | {"held_out": True}
+
+
+def prune_model(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec, log=print,
+                held_out: Callable[[int], np.ndarray] | None = None) -> PruneResult:
+    """Prune a deep copy of `model` with `calibration` (float32 NCHW, preprocessed like the eval data).
+    `held_out(n)` gives up to n unlabeled images calibration did not use, for the recovery's distillation;
+    without it recovery trains on the calibration images themselves."""
     if calibration is None or len(calibration) == 0:
         raise BadInput("pruning needs calibration images", hint="set calibration.size ≥ 1")
     images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
@@ -181,10 +203,10 @@ def prune_model(model: torch.nn.Module, calibration: np.ndarray, spec: PruneSpec
         stats.update(pruned_modules=names, sparsity_2of4=bool(names) and not offending, solver=spec.solver,
                      reconstruct=spec.solver == "sparsegpt")
     if spec.recover_steps:
-        from edgefocal.prune.recover import distill
+        stats["recover"] = _recover(pruned, dense, calibration, spec, before.macs / 1e9, log, held_out)
+        if spec.method == "2:4" and stats["recover"].get("steps"):  # distillation must not refill the zeros
+            from edgefocal.prune.sparsity import check_2of4
 
-        stats["recover"] = distill(pruned, dense, images, spec.recover_steps, log=log)
-        if spec.method == "2:4":  # distillation must not refill the zeros
             stats["sparsity_2of4"] = not check_2of4(pruned, stats["pruned_modules"])
     after = count(pruned, input_size)
     stats.update(params_before=before.params, params_after=after.params, macs_before=before.macs,

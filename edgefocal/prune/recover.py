@@ -1,52 +1,77 @@
-"""Optional short recovery: distil the FP32 model into the pruned one on the calibration images.
+"""Short recovery: distil the unpruned FP32 model into the pruned one on unlabeled held-out images.
 
-A few hundred steps of KL(teacher ‖ student) on logits (T = 2) with AdamW over the calibration images;
-the teacher's soft labels carry far more signal per image than class labels, and the pruned model starts
-close to the teacher, so a few hundred images suffice. 2:4 zeros are kept by re-applying the mask after
-every step."""
+Least squares repairs each layer on its own; distillation repairs the whole network against the teacher's
+logits, which carry far more signal per image than class labels, so no labels are needed, only more images
+than calibration's few hundred (benchmarks/pruning.md compares the two).
+
+The loss is the mean squared error between logits (Ba & Caruana's logit matching): on the default at 30 % of
+MACs, 600 steps at lr 3e-4 on 8000 held-out train images took agreement with the unpruned model from 98.83 %
+(least squares alone) to 99.32 %, KL at T = 1 to 99.16 %. AdamW with a cosine schedule and minibatches drawn
+by a seeded generator, so a build on the same machine repeats itself whatever the load. Whether the result is
+kept is decided on images it was not trained on. 2:4 zeros are kept by re-applying the mask after every step."""
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+FORWARDS_PER_STEP = 3  # a training step costs about a forward pass and a backward pass of twice its work
+BATCH = 128
+MIN_STEPS = 50  # fewer steps of Adam move the weights without settling them: not worth the time
 
-def distill(student: nn.Module, teacher: nn.Module, images: torch.Tensor, steps: int, batch: int = 64,
-            lr: float = 2e-4, temperature: float = 2.0, log=print) -> dict:
-    """Train `student` in place; returns its KL to the teacher on the calibration images before/after.
-    If distillation made it worse, the student keeps its weights from before."""
-    def kl() -> float:
-        with torch.inference_mode():
-            s, t = student(images), teacher(images)
-        return float(F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="batchmean"))
 
-    masks = {p: (p != 0) for n, p in student.named_parameters() if p.dim() == 4 and (p == 0).float().mean() > 0.4}
-    before = kl()
+def step_budget(steps: int, batch: int, gmacs_per_image: float, max_gmacs: float | None) -> int:
+    """The steps the recipe allows: `steps`, fewer when they would cost more than `max_gmacs` (None: no
+    bound). Decided by MACs, not a clock, so a busy machine trains the same steps."""
+    if max_gmacs is None or gmacs_per_image <= 0:
+        return steps
+    return min(steps, int(max_gmacs / (FORWARDS_PER_STEP * batch * gmacs_per_image)))
+
+
+def _logits(model: nn.Module, images, batch: int = 256) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch])))
+                          for i in range(0, len(images), batch)])
+
+
+
+
+def distill(student: nn.Module, teacher: nn.Module, images, steps: int, check: np.ndarray, batch: int = BATCH,
+            lr: float = 3e-4, log=print) -> dict:
+    """Train `student` in place on `images` (an array or a memmap; never labels) for `steps` minibatches;
+    returns its logits' mean squared error to the teacher's on the `check` images before and after. If distillation made that worse,
+    the student keeps its weights from before."""
+    masks = {p: (p != 0) for p in student.parameters() if p.dim() == 4 and (p == 0).float().mean() > 0.4}
+    teacher_logits = _logits(teacher, images)
+    check_teacher = _logits(teacher, check)
+    before = float(F.mse_loss(_logits(student, check), check_teacher))
     start = copy.deepcopy(student.state_dict())
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(0)
     student.train()
     for step in range(steps):
-        idx = torch.randint(0, len(images), (min(batch, len(images)),), generator=gen)
-        x = images[idx]
-        with torch.no_grad():
-            t = teacher(x)
-        s = student(x)
-        loss = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1), log_target=True,
-                        reduction="batchmean") * temperature**2
+        idx = torch.randint(0, len(images), (min(batch, len(images)),), generator=gen).sort().values
+        x = torch.from_numpy(np.ascontiguousarray(images[idx.numpy()]))
+        loss = F.mse_loss(student(x), teacher_logits[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         with torch.no_grad():
             for p, m in masks.items():
                 p.mul_(m)
+        if (step + 1) % 100 == 0:
+            log(f"recovery: step {step + 1}/{steps}, distillation loss {loss.item():.4f}")
     student.eval()
-    after = kl()
+    after = float(F.mse_loss(_logits(student, check), check_teacher))
     kept = after < before
-    if not kept:  # e.g. least squares already matched the teacher on these images: Adam's steps only add noise
+    if not kept:  # e.g. least squares already matched the teacher: Adam's steps only added noise
         student.load_state_dict(start)
-    log(f"recovery: {steps} distillation steps, calibration KL {before:.4f} → {after:.4f}"
-        + ("" if kept else " (worse: the un-distilled weights are kept)"))
-    return {"steps": steps, "kl_before": before, "kl_after": after, "kept": kept}
+    log(f"recovery: {steps} distillation steps on {len(images)} images, logit MSE to the FP32 model on "
+        f"{len(check)} {'of them' if check is images else 'other images'} {before:.4f} → {after:.4f}" + ("" if kept else " (worse: the un-distilled weights are kept)"))
+    return {"steps": steps, "images": len(images), "check_images": len(check), "mse_before": before,
+            "mse_after": after, "kept": kept}
