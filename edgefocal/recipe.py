@@ -447,6 +447,7 @@ def _invalid(e: ValidationError, file_data: dict, path: Path | None, overrides: 
     by_flag: dict[tuple[str, ...], list] = {}  # the flags as given -> their errors
     rest = []
     file_alone: set | None = None
+    flags_alone = _errors_of(_nested({k: v for k, v in overrides.items() if k in flags}))
     for err in e.errors():
         loc = _loc(err)
         own = [field for field in flags if loc == field or loc.startswith(field + ".")]
@@ -459,7 +460,8 @@ def _invalid(e: ValidationError, file_data: dict, path: Path | None, overrides: 
                 file_alone = _errors_of(file_data)
             if (loc, err["msg"]) not in file_alone:  # the recipe was fine without them
                 by_flag.setdefault(tuple(dict.fromkeys(flags[f] for f in section)), []).append(
-                    {**err, "msg": err["msg"] + (f" (with the rest of {where})" if _holds(file_data, loc) else "")})
+                    {**err, "msg": err["msg"] + (f" (with the rest of {where})" if _holds(file_data, loc)
+                                                 and (loc, err["msg"]) not in flags_alone else "")})
                 continue
         rest.append(err)
     if not by_flag:
@@ -482,6 +484,18 @@ def _holds(data: dict, loc: str) -> bool:
             return False
         data = data[part]
     return True
+
+
+def _nested(dotted: dict[str, Any]) -> dict:
+    """{"prune.ratio": 0} as recipe data: {"prune": {"ratio": 0}}."""
+    out: dict = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
 
 
 def _errors_of(data: dict) -> set[tuple[str, str]]:
