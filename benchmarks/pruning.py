@@ -44,13 +44,13 @@ def ov_int8(model, input_size, calibration, workdir: Path, tag: str):
     precision plan."""
     import onnx
 
-    from edgefocal.precision import openvino as ov_quantize
-    from edgefocal.precision import plan_precision
     from edgefocal.backends.openvino import ov_model_from_onnx
+    from edgefocal.backends.openvino.quantize import quantize
+    from edgefocal.precision.policy import plan_precision
 
     onnx_path = onnx_from_torch(model, input_size, workdir / f"{tag}.onnx")
     plan = plan_precision(onnx.load(str(onnx_path)))
-    return ov_quantize.quantize(ov_model_from_onnx(onnx_path), plan, calibration, QuantizeSpec())
+    return quantize(ov_model_from_onnx(onnx_path), plan, calibration, QuantizeSpec())
 
 
 def compile_ov(ov_model, batch: int | None = None):
@@ -213,6 +213,12 @@ def recovery_part(title: str, lm, quick: bool, workdir: Path, lines: list[str]):
     lines.append("")
 
 
+def rgb_model():
+    """recipes/focalnet-rgb.yaml's FocalNet, its checkpoint found from any working directory."""
+    spec = load_recipe(RGB_RECIPE).model
+    return load(spec.model_copy(update={"checkpoint": REPO_ROOT / spec.checkpoint}))
+
+
 SRF_STAGE_WEIGHTS = [3.0, 2.0, 1.0, 0.5]  # relative channel fraction per stage (high resolution first)
 
 
@@ -278,8 +284,7 @@ def main(argv=None) -> int:
         srf_part(args.quick, Path(tmp), lines)
         default_part(args.quick, Path(tmp), lines)
         recovery_part("Embedded default", load_model(), args.quick, Path(tmp), lines)
-        recovery_part("focalnet-rgb (recipes/focalnet-rgb.yaml)", load(load_recipe(RGB_RECIPE).model), args.quick,
-                      Path(tmp), lines)
+        recovery_part("focalnet-rgb (recipes/focalnet-rgb.yaml)", rgb_model(), args.quick, Path(tmp), lines)
     lines.append(f"Run time {time.perf_counter() - started:.0f} s.")
     write(args.out, lines)
     return 0
