@@ -28,7 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file, also when imported by tests
 from common import header, write  # noqa: E402
 
-from edgefocal.recipe import REPO_ROOT, load_recipe  # noqa: E402
+from edgefocal.recipe import REPO_ROOT, load_recipe, set_dotted  # noqa: E402
 
 OUT = Path(__file__).with_suffix(".md")
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "default.yaml"
@@ -108,16 +108,6 @@ def write_data(root: Path, calibration_pool: int, sizes: list[int]) -> tuple[Pat
 
 
 # --- recipes and commands ---
-
-def set_dotted(data: dict, overrides: dict) -> dict:
-    for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return data
-
 
 def recipe_for(key: str, overrides: dict, workdir: Path) -> Path:
     """recipes/default.yaml itself, or a copy of it with `overrides` set (validated now, not minutes later)."""

@@ -447,7 +447,7 @@ def _invalid(e: ValidationError, file_data: dict, path: Path | None, overrides: 
     by_flag: dict[tuple[str, ...], list] = {}  # the flags as given -> their errors
     rest = []
     file_alone: set | None = None
-    flags_alone = _errors_of(_nested({k: v for k, v in overrides.items() if k in flags}))
+    flags_alone = _errors_of(set_dotted({}, {k: v for k, v in overrides.items() if k in flags}))
     for err in e.errors():
         loc = _loc(err)
         own = [field for field in flags if loc == field or loc.startswith(field + ".")]
@@ -486,16 +486,18 @@ def _holds(data: dict, loc: str) -> bool:
     return True
 
 
-def _nested(dotted: dict[str, Any]) -> dict:
-    """{"prune.ratio": 0} as recipe data: {"prune": {"ratio": 0}}."""
-    out: dict = {}
+def set_dotted(data: dict, dotted: dict[str, Any]) -> dict:
+    """`data` with each dotted field set: {"prune.ratio": 0} sets data["prune"]["ratio"], making sections as
+    needed; a field under something that is not a section is bad input."""
     for key, value in dotted.items():
         *parents, leaf = key.split(".")
-        node = out
+        node = data
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise BadInput(f"cannot set {key}: {p} is not a section", hint="check the recipe")
         node[leaf] = value
-    return out
+    return data
 
 
 def _errors_of(data: dict) -> set[tuple[str, str]]:
@@ -543,13 +545,7 @@ def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = Non
         try:
             if dotted == "calibration":
                 value = resolve_calibration(value, base)
-            node = data
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-                if not isinstance(node, dict):
-                    raise BadInput(f"cannot set {dotted}: {p} is not a section", hint="check the recipe")
-            node[leaf] = value
+            set_dotted(data, {dotted: value})
         except BadInput as e:
             if dotted not in flags:
                 raise

@@ -6,7 +6,7 @@ than calibration's few hundred: on the default at 30 %, 600 steps on the 300 cal
 agreement with the unpruned model (98.83 % → 98.69 %), on 8000 held-out images raised it to 99.42 %
 (benchmarks/pruning.py's recovery section; its run of 2026-12-04 timed out before writing pruning.md).
 
-The loss is the mean squared error between logits (Ba & Caruana's logit matching): on the default at 30 % of
+The loss is the mean squared error between logits (Ba & Caruana's logit matching): in an ad-hoc run on the default at 30 % of
 MACs, 600 steps at lr 3e-4 on 8000 held-out train images took agreement with the unpruned model from 98.83 %
 (least squares alone) to 99.32 %, KL at T = 1 to 99.16 %. AdamW with a cosine schedule and minibatches drawn
 by a seeded generator, so a build on the same machine repeats itself whatever the load. Whether the result is
@@ -39,13 +39,11 @@ def _logits(model: nn.Module, images, batch: int = 256) -> torch.Tensor:
                           for i in range(0, len(images), batch)])
 
 
-
-
 def distill(student: nn.Module, teacher: nn.Module, images, steps: int, check: np.ndarray, batch: int = BATCH,
             lr: float = 3e-4, log=print) -> dict:
     """Train `student` in place on `images` (an array or a memmap; never labels) for `steps` minibatches;
-    returns its logits' mean squared error to the teacher's on the `check` images before and after. If distillation made that worse,
-    the student keeps its weights from before."""
+    returns its logits' mean squared error to the teacher's on the `check` images before and after. If
+    distillation made that worse, the student keeps its weights from before."""
     masks = {p: (p != 0) for p in student.parameters() if p.dim() == 4 and (p == 0).float().mean() > 0.4}
     teacher_logits = _logits(teacher, images)
     check_teacher = _logits(teacher, check)
@@ -74,6 +72,7 @@ def distill(student: nn.Module, teacher: nn.Module, images, steps: int, check: n
     if not kept:  # e.g. least squares already matched the teacher: Adam's steps only added noise
         student.load_state_dict(start)
     log(f"recovery: {steps} distillation steps on {len(images)} images, logit MSE to the FP32 model on "
-        f"{len(check)} {'of them' if check is images else 'other images'} {before:.4f} → {after:.4f}" + ("" if kept else " (worse: the un-distilled weights are kept)"))
+        f"{len(check)} {'of them' if check is images else 'other images'} {before:.4f} → {after:.4f}"
+        + ("" if kept else " (worse: the un-distilled weights are kept)"))
     return {"steps": steps, "images": len(images), "check_images": len(check), "mse_before": before,
             "mse_after": after, "kept": kept}
