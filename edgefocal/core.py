@@ -99,6 +99,9 @@ class Quantized:
     info: dict = field(default_factory=dict)
 
 
+NOMINAL_MACS_PER_SECOND = 10e9  # a compiled CPU runtime's rate, by which the search sizes its image sets
+
+
 @dataclass
 class Probe:
     """One backend's all-INT8 model, able to run variants with some parts float and to profile them: what
@@ -107,6 +110,13 @@ class Probe:
     target: str
     logits: Callable[[frozenset, np.ndarray], np.ndarray]  # (float node names, images) -> logits
     module_ms: Callable[[bool, np.ndarray], dict[str, float]]  # (int8?, sample) -> ms per module at batch 1
+    # a fixed figure, not a timing, so that the search's image counts (and the plan) do not move with load
+    macs_per_second: float = NOMINAL_MACS_PER_SECOND
+
+    @property
+    def load(self) -> float:
+        """What measuring a variant costs on this probe, in nominal-runtime units (the search's sizing)."""
+        return NOMINAL_MACS_PER_SECOND / self.macs_per_second
 
 
 @dataclass

@@ -183,18 +183,20 @@ def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, 
                      data: BuildData, onnx_model) -> PrecisionPlan:
     """Mixed precision (precision/search.py) on the requested targets this machine can run: the plan with the
     parts float that held-out agreement needs, within the latency budget."""
-    from edgefocal.precision.search import choose
+    from edgefocal.precision.search import affordable, choose, decision_count
 
     spec = recipe.quantize
     if recipe.precision != "int8" or spec.target_agreement is None:
         return plan
     ctx.log("mixed precision: quantizing once per target under the preset plan, to measure its parts")
     probes = [p for t in targets if (p := t.probe(ctx, plan)) is not None]
-    if not probes:
-        ctx.log("mixed precision: no requested target runs here; the preset plan stands")
-        return plan
     macs = count(ctx.model, tuple(ctx.data_config["input_size"]))
-    sets = search_sets(recipe, ctx, plan, data, macs.macs, len(probes))
+    gate = recipe.gates.min_agreement or 0.995
+    probes = affordable(probes, macs.macs, decision_count(gate) or spec.selection_size, spec.search_seconds, ctx.log)
+    if not probes:
+        ctx.log("mixed precision: no requested target can be measured here; the preset plan stands")
+        return plan
+    sets = search_sets(recipe, ctx, plan, data, macs.macs, sum(p.load for p in probes))
     for warning in sets.warnings:
         ctx.log(f"mixed precision: warning: {warning}")
     ctx.log(f"mixed precision: target agreement {sets.target:.4f} on {len(sets.decide[0])} held-out images "
@@ -214,7 +216,7 @@ def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, 
 
 
 def search_sets(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData, macs_per_image: int,
-                probes: int):
+                probes: float):
     """The search's held-out images (disjoint from calibration and eval) with their FP32 logits, and its target
     (precision/search.py SearchSets)."""
     from edgefocal.backends.torch import TorchRunner

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edgefocal.core import Probe
+from edgefocal.core import NOMINAL_MACS_PER_SECOND, Probe
 from edgefocal.plan import PrecisionPlan
 from edgefocal.precision.policy import plan_precision
 from edgefocal.metrics import agreement, mean_kl
@@ -65,7 +65,7 @@ def latency_costs(probes: list[Probe], plan: PrecisionPlan, sample: np.ndarray, 
     for probe in probes:
         int8, fp32 = probe.module_ms(True, sample), probe.module_ms(False, sample)
         t_int8, t_fp32 = sum(int8.values()) or 1.0, sum(fp32.values())
-        gain = max(t_fp32 - t_int8, 0.0) / t_int8 if measured else 1.0
+        gain = max(t_fp32 - t_int8, 0.0) / t_int8 if measured and int8 else 1.0  # no profile: the MAC share
         for p in _parts(plan):
             cost[p.module] = max(cost.get(p.module, 0.0), gain * macs.get(p.module, 0) / int8_macs)
             share[p.module] = max(share.get(p.module, 0.0), int8.get(p.module, 0.0) / t_int8)
@@ -97,15 +97,30 @@ def sensitivity(probes: list[Probe], plan: PrecisionPlan, images: np.ndarray, re
 
 
 PROGRESS_EVERY = 10  # parts between the scan's progress lines
-NOMINAL_MACS_PER_SECOND = 10e9  # sizes the scan without a clock: the same inputs give the same plan
 
 
-def selection_count(available: int, macs_per_image: int, int8_parts: int, probes: int, seconds: float) -> int:
+def selection_count(available: int, macs_per_image: int, int8_parts: int, probes: float, seconds: float) -> int:
     """How many selection images the sensitivity scan measures on (at least 32): as many as `seconds` allow at
     a nominal rate, from the model's MACs rather than a timed run, because a count that moved with the
-    machine's load would change the chosen parts and so the artifacts of the same inputs."""
+    machine's load would change the chosen parts and so the artifacts of the same inputs. `probes`: their
+    summed Probe.load (a slow probe, Core ML's numpy executor, counts as several)."""
     passes = max(int8_parts, 1) * max(probes, 1)
     return max(min(32, available), min(available, int(seconds * NOMINAL_MACS_PER_SECOND / (passes * macs_per_image))))
+
+
+def affordable(probes: list[Probe], macs_per_image: int, images: int, seconds: float, log=print) -> list[Probe]:
+    """The probes that measure `images` images (a decision set) within `seconds` at their nominal rate, and
+    every probe at the compiled runtimes' rate, which the search sizes itself for. A slower probe (Core ML's
+    numpy executor on a 224² FocalNet-T: over an hour per variant) is left out, and `log` says so."""
+    kept = []
+    for probe in probes:
+        need = images * macs_per_image / probe.macs_per_second
+        if probe.load > 1 and need > seconds:
+            log(f"mixed precision: {probe.target} left out: one variant on {images} images would take "
+                f"~{need / 60:.0f} min at its nominal {probe.macs_per_second / 1e9:g} GMAC/s (budget {seconds:.0f} s)")
+        else:
+            kept.append(probe)
+    return kept
 
 
 Z = 1.645  # one-sided 95 %
@@ -132,7 +147,7 @@ MIN_CONFIRMATION = 500  # held-out images below which a confirmation cannot sepa
 MIN_TRIALS = 4
 
 
-def trial_count(decide: int, macs_per_image: int, probes: int, seconds: float) -> int:
+def trial_count(decide: int, macs_per_image: int, probes: float, seconds: float) -> int:
     """How many combinations the greedy walk may measure on the decision images: what `seconds` allow at the
     nominal MAC rate (no clock, as selection_count), and never fewer than MIN_TRIALS."""
     per_trial = max(probes, 1) * max(decide, 1) * max(macs_per_image, 1)
@@ -154,8 +169,8 @@ class SearchSets:
     warnings: list[str]
 
     @classmethod
-    def split(cls, held_of, available: int, spec, gate: float, macs_per_image: int, int8_parts: int, probes: int,
-              logits_of) -> "SearchSets":
+    def split(cls, held_of, available: int, spec, gate: float, macs_per_image: int, int8_parts: int,
+              probes: float, logits_of) -> "SearchSets":
         """Of the `available` held-out images: as many to decide on as the scan budget allows and the target
         needs (at most quantize.selection_size), then quantize.validation_size to confirm on; only those are
         drawn (`held_of(n)`: n held-out images, an array or ImageStore). `logits_of(images)`: FP32 logits."""

@@ -17,7 +17,7 @@ from edgefocal._deps import require
 from edgefocal.errors import BadInput
 from edgefocal.backends.base import Backend
 from edgefocal.backends.coreml.executor import to_program_input
-from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Quantized, Runner
+from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Probe, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
 LINUX_LATENCY_NOTE = "Core ML runs only on macOS/iOS; latency is measured only on macOS"
@@ -243,6 +243,23 @@ class CoreMLBackend(Backend):
             model, info = quantize(self._float_program(ctx), plan, calibration, ctx.recipe.coreml, ctx.data_config,
                                    modules, Path(scratch), ctx.log)
         return Quantized(model, info)
+
+    def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
+        """Variants compressed by coremltools and run by the numpy executor (probe.py). The ranges are
+        calibrated once; the all-INT8 program is kept for packaging, as `quantized` would keep it."""
+        import tempfile
+
+        from edgefocal.backends.coreml.probe import coreml_probe
+        from edgefocal.backends.coreml.quantize import calibrated_ranges, compress
+
+        spec, modules = ctx.recipe.coreml, [n for n, _ in ctx.model.named_modules()]
+        float_program = self._float_program(ctx)
+        with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
+            stats = calibrated_ranges(float_program, ctx.calibration, spec, ctx.data_config, Path(scratch), ctx.log)
+        model, info = compress(float_program, plan, stats, spec, modules, len(ctx.calibration))
+        ctx.quantized[(self.name, tuple(plan.nodes(int8=False)))] = Quantized(model, info)
+        return coreml_probe(f"{self.name} ({CoreMLExecutorRunner.device})", float_program, plan, stats, spec, modules,
+                            ctx.data_config, ctx.workdir)
 
     def _info(self, path: Path, deployment_target: str, compute_precision: str, spec, variant: str,
               facts: dict | None = None) -> dict:

@@ -59,7 +59,7 @@ def test_w8a8_build_on_the_trained_default(tmp_path, default_model, fmnist_calib
     fp32, int8 = build("coreml", "int8", ctx)
     assert not fp32.requested and int8.requested and int8.precision == "int8"
     assert int8.info["minimum_deployment_target"] == "iOS17"
-    assert int8.info["activation_quantize_ops"] > 50
+    assert int8.info["activation_quantize_ops"] > 20  # before each INT8 op's activation input (no suffix pairs)
     assert int8.info["compressed_weight_tensors"]["constexpr_affine_dequantize"] > 20
     assert int8.info["size_ratio_vs_fp32"] <= 0.30
     x, labels = fmnist_eval
