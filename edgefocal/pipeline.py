@@ -196,7 +196,7 @@ def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, 
     if not probes:
         ctx.log("mixed precision: no requested target can be measured here; the preset plan stands")
         return plan
-    sets = search_sets(recipe, ctx, plan, data, macs.macs, sum(p.load for p in probes))
+    sets = search_sets(recipe, ctx, plan, data, macs.macs, probes)
     for warning in sets.warnings:
         ctx.log(f"mixed precision: warning: {warning}")
     ctx.log(f"mixed precision: target agreement {sets.target:.4f} on {len(sets.decide[0])} held-out images "
@@ -216,11 +216,11 @@ def search_precision(recipe: Recipe, targets: list[Backend], ctx: BuildContext, 
 
 
 def search_sets(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: BuildData, macs_per_image: int,
-                probes: float):
+                probes: list):
     """The search's held-out images (disjoint from calibration and eval) with their FP32 logits, and its target
     (precision/search.py SearchSets)."""
     from edgefocal.backends.torch import TorchRunner
-    from edgefocal.precision.search import SearchSets
+    from edgefocal.precision.search import SearchSets, rankers
 
     def held_of(n: int):
         ctx.log(f"mixed precision: preprocessing {n} held-out images, then their FP32 logits")
@@ -228,8 +228,8 @@ def search_sets(recipe: Recipe, ctx: BuildContext, plan: PrecisionPlan, data: Bu
 
     runner = TorchRunner(ctx.model, device="cpu", threads=ctx.num_threads)
     return SearchSets.split(held_of, held_out_available(data), recipe.quantize, recipe.gates.min_agreement or 0.995,
-                            macs_per_image, sum(p.int8 for p in plan.parts), probes,
-                            lambda images: predict(runner, images))
+                            macs_per_image, sum(p.int8 for p in plan.parts), sum(p.load for p in rankers(probes)),
+                            lambda images: predict(runner, images), sum(p.load for p in probes))
 
 
 def package(target: Backend, ctx: BuildContext, plan: PrecisionPlan) -> list[Artifact]:

@@ -268,7 +268,8 @@ def precision_section(plan: dict | None, top: int = 10) -> list[str]:
 
 def _ranking_text(selection: dict) -> str:
     scanned = selection.get("scan_images", selection["images"])
-    return f"parts ranked on {scanned} images" if scanned else "no ranking needed (all INT8 reached the target)"
+    by = f" by {', '.join(selection['ranked_on'])}" if selection.get("ranked_on") else ""
+    return f"parts ranked{by} on {scanned} images" if scanned else "no ranking needed (all INT8 reached the target)"
 
 
 def render(report: dict, gates: list[GateResult], console) -> None:

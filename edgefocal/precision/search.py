@@ -170,10 +170,11 @@ class SearchSets:
 
     @classmethod
     def split(cls, held_of, available: int, spec, gate: float, macs_per_image: int, int8_parts: int,
-              probes: float, logits_of) -> "SearchSets":
+              probes: float, logits_of, trial_probes: float | None = None) -> "SearchSets":
         """Of the `available` held-out images: as many to decide on as the scan budget allows and the target
         needs (at most quantize.selection_size), then quantize.validation_size to confirm on; only those are
-        drawn (`held_of(n)`: n held-out images, an array or ImageStore). `logits_of(images)`: FP32 logits."""
+        drawn (`held_of(n)`: n held-out images, an array or ImageStore). `logits_of(images)`: FP32 logits.
+        `probes`: the ranking probes' load (`rankers`), `trial_probes` every probe's (default: the same)."""
         warnings: list[str] = []
         held_n = min(available, spec.selection_size + spec.validation_size)
         cut = spec.selection_size if held_n > spec.selection_size else held_n // 2
@@ -196,7 +197,7 @@ class SearchSets:
         decide_logits = logits_of(decide)
         scan = (np.asarray(decide[:scan_n]), decide_logits[:scan_n])
         return cls(scan, (decide, decide_logits), (confirm, logits_of(confirm)), float(target),
-                   trial_count(decide_n, macs_per_image, probes, spec.search_seconds), warnings)
+                   trial_count(decide_n, macs_per_image, trial_probes or probes, spec.search_seconds), warnings)
 
 
 def _rows(images, start: int, stop: int):
@@ -222,10 +223,10 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     else:
         cost, share = latency_costs(probes, plan, scan[0], macs, measured_latency)
         log(f"mixed precision: ranking {len(_parts(plan))} INT8 parts by logit KL on {len(scan[0])} images")
-        sens = sensitivity(probes, plan, *scan, cost, share, log)
+        sens = sensitivity(rankers(probes), plan, *scan, cost, share, log)
     result = MixedPrecision(plan, [p.target for p in probes], target_agreement, sens)
     result.selection = {"images": len(selection[0]), "scan_images": len(scan[0]) if sens else 0,
-                        "agreement_int8": base[0]}
+                        "ranked_on": [p.target for p in rankers(probes)] if sens else [], "agreement_int8": base[0]}
     chosen, spent, (agree, _) = _greedy(probes, plan, _ranked(sens, macs), selection, base, target_agreement,
                                         max_latency_cost, log, max_trials)
     nodes = _nodes(plan, chosen)
@@ -241,6 +242,13 @@ def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tupl
     result.plan.sensitivity = sens
     result.seconds = time.time() - started
     return result
+
+
+def rankers(probes: list[Probe]) -> list[Probe]:
+    """The probes that rank the parts: the compiled runtimes when there are any. Ranking costs parts × images
+    and orders parts by KL, which the runtimes largely agree on; a slow probe (Core ML's executor) would shrink
+    the scan for all of them, so it measures only the combinations and the confirmation, where it counts."""
+    return [p for p in probes if p.load <= 1] or probes
 
 
 def _nodes(plan: PrecisionPlan, modules: list[str]) -> frozenset:

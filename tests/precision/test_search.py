@@ -38,6 +38,26 @@ def FakeProbe(plan, harm: dict[str, int], n: int = 1000, fp32_ms: float = 2.0) -
     return Probe("fake", logits, module_ms)
 
 
+def test_a_slow_probe_measures_the_combinations_but_does_not_rank(tiny):
+    """Core ML's executor (a tenth of a runtime's rate) joins the trials and the confirmation, where its own
+    flips count, and leaves the parts × images ranking to the compiled runtimes."""
+    from dataclasses import replace
+
+    graph, plan = tiny
+    images = np.zeros((1000, 1, 32, 32), np.float32)
+    ref = np.tile([[1.0, 0.0]], (1000, 1))
+    fast = FakeProbe(plan, {"stem.proj": 8})
+    slow_harm = FakeProbe(plan, {"stem.proj": 8, "layers.3.blocks.0.mlp.fc2": 6})
+    seen: list[int] = []
+    slow = replace(slow_harm, target="slow", macs_per_second=1e9,
+                   logits=lambda nodes, x: seen.append(len(x)) or slow_harm.logits(nodes, x))
+    result = choose([fast, slow], plan, graph, (images, ref), (images[:500], ref[:500]), 0.995, 0.5,
+                    {p.module: 100 for p in plan.parts}, log=lambda m: None, scan=(images[:200], ref[:200]))
+    assert slow.load == 10 and result.selection["ranked_on"] == ["fake"] and 200 not in seen  # no scan on it
+    assert result.chosen == ["stem.proj"] and result.validation["agreement"] < 1.0  # its fc2 flips still count
+    assert 500 in seen  # it confirmed the choice
+
+
 def test_keeps_the_harmful_parts_float_until_the_target(tiny):
     graph, plan = tiny
     harm = {"stem.proj": 8, "layers.3.blocks.0.mlp.fc2": 4, "layers.2.blocks.0.modulation.h": 1}
@@ -47,7 +67,8 @@ def test_keeps_the_harmful_parts_float_until_the_target(tiny):
     result = choose([FakeProbe(plan, harm)], plan, graph, (images, ref), (images[:500], ref[:500]), 0.995, 0.5, macs,
                     log=lambda m: None)
     assert result.chosen == ["stem.proj"] and result.reached  # 8 of 1000 flips: 99.2 % → one part reaches 99.5 %
-    assert result.selection == {"images": 1000, "scan_images": 1000, "agreement_int8": 0.987, "agreement": 0.995}
+    assert result.selection == {"images": 1000, "scan_images": 1000, "ranked_on": ["fake"], "agreement_int8": 0.987,
+                                "agreement": 0.995}
     assert result.plan.module_is_int8("stem.proj") is False
     why = {p.module: p.why for p in result.plan.parts}
     assert why["stem.proj"].startswith("mixed precision") and why["layers.0.blocks.0.mlp.fc1"] == "preset focalnet"
