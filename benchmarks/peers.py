@@ -1,7 +1,8 @@
 """edgefocal's INT8 against what a user gets without it, in one run per model: plain NNCF (default and
 ModelType.TRANSFORMER) on OpenVINO, ONNX Runtime's own quantize_static, NVIDIA ModelOpt's ONNX PTQ (where it
 installs; calibrated on the CPU, run in ONNX Runtime), and edgefocal's OpenVINO, ONNX Runtime and TensorRT
-Q/DQ artifacts from `edgefocal build` with the default recipe. Every artifact is evaluated on the same
+Q/DQ artifacts (and Core ML's W8A8 package on the trained models, agreement only) from `edgefocal build` with
+the default recipe. The peers quantize the same FP32 export, a pruned one in the pruned cases. Every artifact is evaluated on the same
 images and timed interleaved with torch FP32 eager at batch 1 in the same process.
 
     python benchmarks/peers.py                  # writes benchmarks/peers.md (the whole file, one run)
@@ -36,12 +37,12 @@ SRF = {"model.name": "focalnet_tiny_srf", "model.num_classes": 10, "calibration.
 CASES = {
     "edgefocal-fmnist (embedded default)": {"recipe": None, "overrides": {}},
     "edgefocal-fmnist, 30 % of MACs pruned (against the unpruned FP32 reference)": {
-        "recipe": None, "peers": False, "overrides": {"prune.method": "channels", "prune.ratio": 0.3}},
+        "recipe": None, "overrides": {"prune.method": "channels", "prune.ratio": 0.3}},
     "focalnet-rgb (never tuned on)": {"recipe": REPO_ROOT / "recipes" / "focalnet-rgb.yaml", "overrides": {}},
     "focalnet_tiny_srf (224², random weights: latency only)": {
         "recipe": None, "latency_only": True, "overrides": {**SRF}},
     "focalnet_tiny_srf, 30 % of MACs pruned (latency only; the reference is the unpruned torch model)": {
-        "recipe": None, "latency_only": True, "peers": False,
+        "recipe": None, "latency_only": True,
         "overrides": {**SRF, "prune.method": "channels", "prune.ratio": 0.3}},
 }
 
@@ -97,9 +98,14 @@ def _modelopt(onnx_path: Path, calibration: np.ndarray, workdir: Path, log) -> P
 
 
 def runner_for(runtime: str, path: Path, threads: int):
+    """OpenVINO for IRs, Core ML's runner for packages (the numpy executor off macOS), ONNX Runtime for the
+    rest (a TensorRT Q/DQ ONNX too: no TensorRT here)."""
+    from edgefocal.backends import get_backend
     from edgefocal.backends.onnxruntime import OnnxRuntimeRunner
     from edgefocal.backends.openvino import OpenVINORunner
 
+    if runtime == "coreml":
+        return get_backend("coreml").runner(path, "int8", threads)
     return OpenVINORunner(path, threads) if runtime == "openvino" else OnnxRuntimeRunner(path, threads)
 
 
@@ -112,7 +118,9 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
     from edgefocal.metrics import compare
 
     started = time.time()
-    overrides = {"targets": ["openvino", "onnxruntime", "tensorrt"], "calibration.size": CALIBRATION,
+    # Core ML on the trained models (its numpy executor gives agreement, not latency; at 224² it is too slow)
+    targets = ["openvino", "onnxruntime", "tensorrt"] + ([] if case.get("latency_only") else ["coreml"])
+    overrides = {"targets": targets, "calibration.size": CALIBRATION,
                  "bench.batch_sizes": [1], "bench.rounds": 1, "bench.iterations": 3, **case["overrides"]}
     if quick:
         overrides.update({"eval.size": 500, "quantize.selection_size": 300, "quantize.validation_size": 300})
@@ -125,19 +133,18 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
         artifacts = {f"edgefocal {r['label']}": (r["target"], out / r["path"]) for r in rows
                      if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}
         images, labels, calibration, model = _inputs(recipe)
-        if case.get("peers", True):
-            artifacts |= peer_artifacts(out / "model_fp32.onnx", calibration, Path(tmp), log)
+        artifacts |= peer_artifacts(out / "model_fp32.onnx", calibration, Path(tmp), log)
         threads = result.report["bench"]["threads_used"]
         runners = {"torch FP32 eager": TorchRunner(model, device="cpu", threads=threads)}
-        runners |= {label: runner_for(rt if rt == "openvino" else "onnxruntime", p, threads)
-                    for label, (rt, p) in artifacts.items()}
+        runners |= {label: runner_for(rt, p, threads) for label, (rt, p) in artifacts.items()}
         for r in runners.values():
             r.load()
         # 8 images a batch at 224²: at 100, the case with eight runtimes loaded was killed for memory (exit -9)
         batch = 100 if images[0].size <= 3 * 64 * 64 else 8
         ref = predict(runners["torch FP32 eager"], images, batch)
         rows = {label: compare(predict(r, images, batch), ref, labels) for label, r in runners.items()}
-        lat = benchmark(runners, images[:1], [1], 10, 60 if quick else 200, 5)
+        timed = {label: r for label, r in runners.items() if artifacts.get(label, ("torch",))[0] != "coreml"}
+        lat = benchmark(timed, images[:1], [1], 10, 60 if quick else 200, 5)
     return _table(title, result, rows, lat, case.get("latency_only", False), time.time() - started)
 
 
@@ -170,10 +177,25 @@ def _table(title: str, result, rows: dict, lat: dict, latency_only: bool, second
     for label, c in rows.items():
         agree = "–" if latency_only else f"{c['agreement']:.2%}"
         drop = "–" if latency_only else f"{c['top1_drop']:+.2f}"
+        if label not in lat:  # Core ML off macOS: agreement only
+            lines.append(f"| {label} | {agree} | {drop} | – | – (macOS only) | – |")
+            continue
         p50 = lat[label][1]["p50"]
         low, high = _round_speedups(lat["torch FP32 eager"][1], lat[label][1])
         lines.append(f"| {label} | {agree} | {drop} | {p50:.2f} | {ref_ms / p50:.2f}× | {low:.2f}–{high:.2f}× |")
-    return lines + [""]
+    return lines + [""] + _against_nncf(lat)
+
+
+def _against_nncf(lat: dict) -> list[str]:
+    """edgefocal's OpenVINO INT8 against plain NNCF default's, round by round (issue 20's speed bound)."""
+    ours = next((k for k in lat if k.startswith("edgefocal openvino int8")), None)
+    nncf = "plain NNCF default (OpenVINO)"
+    if ours is None or nncf not in lat:
+        return []
+    rounds = [a / b for a, b in zip(lat[ours][1]["round_medians_ms"], lat[nncf][1]["round_medians_ms"])]
+    ratio = lat[ours][1]["p50"] / lat[nncf][1]["p50"]
+    return [f"edgefocal's OpenVINO INT8 takes {ratio:.2f}× plain NNCF default's batch-1 p50 (single rounds "
+            f"{min(rounds):.2f}–{max(rounds):.2f}×): " + ("no slower." if ratio <= 1 else "slower."), ""]
 
 
 def _round_speedups(reference: dict, artifact: dict) -> tuple[float, float]:
