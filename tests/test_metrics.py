@@ -32,3 +32,20 @@ def test_cosine_and_compare():
 def test_percentiles():
     p = percentiles(list(range(1, 101)))
     assert p["p50"] == pytest.approx(50.5) and p["p99"] == pytest.approx(99.01)
+
+
+def test_one_image_in_500_is_exactly_the_02_point_bound():
+    """(0.9 - 0.898) * 100 is 0.2000000000000018: a drop taken from the accuracies failed a 0.2 bound it met."""
+    from edgefocal.gate import check_gates
+    from edgefocal.recipe import Gates
+    from edgefocal.core import Row
+
+    labels = np.zeros(500, dtype=int)
+    reference = np.tile([[1.0, 0.0]], (500, 1))
+    reference[:50] = [0.0, 1.0]  # 90 % top-1
+    logits = reference.copy()
+    logits[50] = [0.0, 1.0]  # one more wrong: 89.8 %
+    drop = compare(logits, reference, labels)["top1_drop"]
+    assert drop == 0.2
+    (gate,) = check_gates(Gates(max_top1_drop=0.2, min_agreement=None), [Row("openvino int8", top1_drop=drop)])
+    assert gate.passed

@@ -2,7 +2,7 @@
 one working directory, and exits as README says it does.
 
 What stands in, and why: the recipes under recipes/ are copies of the shipped ones with fast settings
-(500 eval images, one short benchmark round, one cold start, a mixed-precision search on 900 held-out
+(1000 eval images, one short benchmark round, one cold start, a mixed-precision search on 900 held-out
 images instead of 5000 with a 15 s budget, 30 recovery steps),
 and commands that take the default recipe get that copy with --recipe; the files README names
 (focalnet_tiny_srf.pth, data/calib, data/val, shirt.png, model_int8_qdq.onnx, main-report/, OLD, NEW,
@@ -27,7 +27,7 @@ from edgefocal.recipe import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 SECTIONS = ("## Common commands", "## Use in CI")
-FAST = {"eval": {"source": "fashion-mnist", "split": "test", "size": 500},
+FAST = {"eval": {"source": "fashion-mnist", "split": "test", "size": 1000},  # 1 image: 0.1 pt
         "bench": {"batch_sizes": [1], "warmup": 1, "iterations": 3, "rounds": 1, "cold_start_runs": 1,
                   "consistency_images": 50},
         "quantize": {"selection_size": 600, "validation_size": 300, "search_seconds": 15},
@@ -135,7 +135,7 @@ def _output(command: str, workdir: Path) -> Path:
 
 def _expected_exit(command: str, workdir: Path) -> int:
     """README's exit codes: 0 built and every gate passed, 1 a gate failed or regressed (the report still
-    written). Fast settings judge 500 eval images, and latency under this machine's load, so what a gate
+    written). Fast settings judge 1000 eval images, and latency under this machine's load, so what a gate
     decides is read from what the command wrote; that it exits accordingly is what is asserted."""
     words = command.split()
     if "build" in words:
