@@ -234,32 +234,40 @@ class CoreMLBackend(Backend):
                         requested=requested, variant=info.pop("variant", None), no_latency=info.pop("no_latency", None))
 
     def quantize(self, ctx: BuildContext, plan: PrecisionPlan, calibration: np.ndarray) -> Quantized:
+        from edgefocal.backends.coreml.quantize import compress
+
+        float_program, stats = self._calibrated(ctx, calibration)
+        modules = [n for n, _ in ctx.model.named_modules()]
+        return Quantized(*compress(float_program, plan, stats, ctx.recipe.coreml, modules,
+                                   0 if calibration is None else len(calibration)))
+
+    def _calibrated(self, ctx: BuildContext, calibration: np.ndarray | None):
+        """The float program and its W8A8 ranges (None for weight-only compressions), once per build: the
+        search's probe and every plan packaged after it compress from the same two."""
         import tempfile
 
-        from edgefocal.backends.coreml.quantize import quantize
+        from edgefocal.backends.coreml.quantize import calibrated_ranges
 
-        modules = [n for n, _ in ctx.model.named_modules()]
-        with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
-            model, info = quantize(self._float_program(ctx), plan, calibration, ctx.recipe.coreml, ctx.data_config,
-                                   modules, Path(scratch), ctx.log)
-        return Quantized(model, info)
+        key = (ctx.onnx_fp32, id(calibration))
+        cached = getattr(self, "_calibration", None)
+        if cached is None or cached[0] != key:
+            float_program = self._float_program(ctx)
+            with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
+                stats = calibrated_ranges(float_program, calibration, ctx.recipe.coreml, ctx.data_config,
+                                          Path(scratch), ctx.log)
+            self._calibration = cached = (key, float_program, stats)
+        return cached[1], cached[2]
 
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
-        """Variants compressed by coremltools and run by the numpy executor (probe.py). The ranges are
-        calibrated once; the all-INT8 program is kept for packaging, as `quantized` would keep it."""
-        import tempfile
-
+        """Variants compressed by coremltools and run by the numpy executor (probe.py), from the program and
+        ranges the all-INT8 model was quantized with."""
         from edgefocal.backends.coreml.probe import coreml_probe
-        from edgefocal.backends.coreml.quantize import calibrated_ranges, compress
 
-        spec, modules = ctx.recipe.coreml, [n for n, _ in ctx.model.named_modules()]
-        float_program = self._float_program(ctx)
-        with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
-            stats = calibrated_ranges(float_program, ctx.calibration, spec, ctx.data_config, Path(scratch), ctx.log)
-        model, info = compress(float_program, plan, stats, spec, modules, len(ctx.calibration))
-        ctx.quantized[(self.name, tuple(plan.nodes(int8=False)))] = Quantized(model, info)
-        return coreml_probe(f"{self.name} ({CoreMLExecutorRunner.device})", float_program, plan, stats, spec, modules,
-                            ctx.data_config, ctx.workdir)
+        self.quantized(ctx, plan)  # kept for packaging when the plan stands
+        float_program, stats = self._calibrated(ctx, ctx.calibration)
+        return coreml_probe(f"{self.name} ({CoreMLExecutorRunner.device})", float_program, plan, stats,
+                            ctx.recipe.coreml, [n for n, _ in ctx.model.named_modules()], ctx.data_config,
+                            ctx.workdir)
 
     def _info(self, path: Path, deployment_target: str, compute_precision: str, spec, variant: str,
               facts: dict | None = None) -> dict:
