@@ -17,6 +17,7 @@ from edgefocal._deps import require
 from edgefocal.errors import BadInput
 from edgefocal.backends.base import Backend
 from edgefocal.backends.coreml.executor import to_program_input
+from edgefocal.backends.coreml.package import save_package
 from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Probe, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
@@ -310,16 +311,16 @@ class CoreMLBackend(Backend):
         out.mkdir(parents=True, exist_ok=True)
         ctx.log(f"converting to Core ML (ML program, {target}, FP32 compute)")
         fp32 = out / "model_fp32.mlpackage"
-        self._convert(ctx, target, "fp32").save(str(fp32))
+        save_package(self._convert(ctx, target, "fp32"), fp32)
         artifacts = [self._artifact(fp32, "fp32", self._info(fp32, target, "fp32", spec, "FP32 compute"),
                                     requested=precision == "fp32")]
         if precision == "fp16":
             fp16 = out / "model_fp16.mlpackage"
-            self._convert(ctx, target, "fp16").save(str(fp16))
+            save_package(self._convert(ctx, target, "fp16"), fp16)
             artifacts.append(self._artifact(fp16, "fp16", self._info(fp16, target, "fp16", spec, "FP16 compute")))
         elif precision == "int8" and quantized is not None:
             path = out / f"model_{spec.compression}.mlpackage"
-            quantized.model.save(str(path))
+            save_package(quantized.model, path)
             label = {"w8": "W8 (INT8 weights)", "w8a8": "W8A8 (INT8 weights + activations)",
                      "palettize": f"{spec.palettize_bits}-bit palettized weights", "sparse": "sparse weights"}
             cp = spec.compute_precision
