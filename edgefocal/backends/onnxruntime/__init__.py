@@ -2,7 +2,6 @@
 provider."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +71,12 @@ class OnnxRuntimeBackend(Backend):
     def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         self.check_precision(precision)
         import onnx
+
+        from edgefocal.backends.onnxruntime.fusions import fuse_gelu
         out = ctx.workdir / "onnxruntime"
         out.mkdir(parents=True, exist_ok=True)
         fp32 = out / "model_fp32.onnx"
-        shutil.copyfile(ctx.onnx_fp32, fp32)
+        onnx.save(fuse_gelu(onnx.load(str(ctx.onnx_fp32))), str(fp32))
         threads = ctx.num_threads
         artifacts = [Artifact(self.name, "fp32", fp32, lambda: self.runner(fp32, "fp32", threads),
                               requested=precision == "fp32")]
