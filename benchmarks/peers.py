@@ -3,7 +3,8 @@ ModelType.TRANSFORMER) on OpenVINO, ONNX Runtime's own quantize_static, NVIDIA M
 installs; calibrated on the CPU, run in ONNX Runtime), and edgefocal's OpenVINO, ONNX Runtime and TensorRT
 Q/DQ artifacts (and Core ML's W8A8 package on the trained models, agreement only) from `edgefocal build` with
 the default recipe. The peers quantize the same FP32 export, a pruned one in the pruned cases. Every artifact is evaluated on the same
-images and timed interleaved with torch FP32 eager at batch 1 in the same process.
+images and timed interleaved with torch FP32 eager at batch 1 in the same process, then for throughput at
+batches 8 and 32.
 
     python benchmarks/peers.py                  # writes benchmarks/peers.md (the whole file, one run)
     python benchmarks/peers.py --quick --out /tmp/peers.md
@@ -34,6 +35,8 @@ CALIBRATION = 300
 # (about 0.4 GB each here; its CalibMaxIntermediateOutputs drops data instead of folding it in ORT 1.32)
 SRF = {"model.name": "focalnet_tiny_srf", "model.num_classes": 10, "calibration.size": 16, "eval.size": 200,
        "quantize.target_agreement": None}
+THROUGHPUT_BATCHES = (8, 32)
+THROUGHPUT_GMACS = 1500  # per runner and batch size: at 224² (4.4 GMACs an image), 10 batches of 32
 CASES = {
     "edgefocal-fmnist (embedded default)": {"recipe": None, "overrides": {}},
     "edgefocal-fmnist, 30 % of MACs pruned (against the unpruned FP32 reference)": {
@@ -145,6 +148,12 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
         rows = {label: compare(predict(r, images, batch), ref, labels) for label, r in runners.items()}
         timed = {label: r for label, r in runners.items() if artifacts.get(label, ("torch",))[0] != "coreml"}
         lat = benchmark(timed, images[:1], [1], 10, 60 if quick else 200, 5)
+        gmacs = result.report["bench"]["gmacs_per_image"]
+        # throughput: each runner's batch-8 and batch-32 runs bounded by MACs (bench.bounded_counts), interleaved
+        lat_batched = benchmark(timed, images[:1], list(THROUGHPUT_BATCHES), 2, 20 if quick else 50, 5,
+                                gmacs_per_image=gmacs, max_gmacs=THROUGHPUT_GMACS)
+    for label in lat:
+        lat[label] |= lat_batched[label]
     return _table(title, result, rows, lat, case.get("latency_only", False), time.time() - started)
 
 
@@ -172,18 +181,25 @@ def _table(title: str, result, rows: dict, lat: dict, latency_only: bool, second
              f"{result.report['eval']['count']} eval images ({result.report['eval']['name']}), "
              f"{result.report['calibration']['count']} calibration images; {_search_line(search)}; case took "
              f"{seconds:.0f} s.", ""]
-    lines += ["| artifact | agreement | top-1 drop (pt) | b1 p50 ms | speedup vs torch FP32 | per round |",
-              "|---|---|---|---|---|---|"]
+    batches = [f"b{b} img/s" for b in THROUGHPUT_BATCHES]
+    lines += ["| artifact | agreement | top-1 drop (pt) | b1 p50 ms | speedup vs torch FP32 | per round | "
+              + " | ".join(batches) + " |", "|---|---|---|---|---|---|" + "---|" * len(batches)]
     for label, c in rows.items():
         agree = "–" if latency_only else f"{c['agreement']:.2%}"
         drop = "–" if latency_only else f"{c['top1_drop']:+.2f}"
         if label not in lat:  # Core ML off macOS: agreement only
-            lines.append(f"| {label} | {agree} | {drop} | – | – (macOS only) | – |")
+            lines.append(f"| {label} | {agree} | {drop} | – | – (macOS only) | – |" + " – |" * len(batches))
             continue
         p50 = lat[label][1]["p50"]
         low, high = _round_speedups(lat["torch FP32 eager"][1], lat[label][1])
-        lines.append(f"| {label} | {agree} | {drop} | {p50:.2f} | {ref_ms / p50:.2f}× | {low:.2f}–{high:.2f}× |")
-    return lines + [""] + _against_nncf(lat)
+        lines.append(f"| {label} | {agree} | {drop} | {p50:.2f} | {ref_ms / p50:.2f}× | {low:.2f}–{high:.2f}× | "
+                     + " | ".join(f"{lat[label][b]['throughput']:,.0f}" for b in THROUGHPUT_BATCHES) + " |")
+    return lines + ["", THROUGHPUT_NOTE, ""] + _against_nncf(lat)
+
+
+THROUGHPUT_NOTE = (f"Throughput (images/s) at batch {' and '.join(map(str, THROUGHPUT_BATCHES))}: the batch's p50 over "
+                   "interleaved rounds after the batch-1 runs, each runner's runs bounded to "
+                   f"{THROUGHPUT_GMACS} GMACs per batch size, 2 threads; higher is better.")
 
 
 def _against_nncf(lat: dict) -> list[str]:
