@@ -25,11 +25,9 @@ import numpy as np
 
 from edgefocal.errors import BadInput
 from edgefocal import naming
+from edgefocal.backends.tensorrt.qdq_graph import TRANSPARENT_OPS, WEIGHTED_OPS, constants, feeding_dq, load
 
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 MIN_OPSET = 17
-#: ops TensorRT moves Q/DQ across ("commuting" layers in its explicit-quantization rules)
-TRANSPARENT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 
 
 @dataclass(frozen=True)
@@ -41,21 +39,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.node}: {self.message} [{self.rule}]"
-
-
-def _load(model_or_path):
-    import onnx
-
-    if isinstance(model_or_path, (str, Path)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise BadInput(f"ONNX file {path} does not exist", hint="pass the Q/DQ ONNX written by the build")
-        try:
-            return onnx.load(str(path))
-        except Exception as e:  # onnx raises DecodeError and others for a foreign file
-            raise BadInput(f"{path} is not a readable ONNX model ({type(e).__name__})",
-                           hint="pass an .onnx file") from e
-    return model_or_path
 
 
 def _weight_axis(node) -> int:
@@ -70,22 +53,13 @@ def _weight_axis(node) -> int:
     return 0
 
 
-def feeding_dq(producer: dict, tensor: str):
-    """The DequantizeLinear feeding `tensor`, looking through data-movement ops: TensorRT propagates
-    DQ forward across them (LayerNorm → Q/DQ → Transpose → Conv fuses like Q/DQ → Conv)."""
-    p = producer.get(tensor)
-    while p is not None and p.op_type in TRANSPARENT_OPS:
-        p = producer.get(p.input[0])
-    return p if p is not None and p.op_type == "DequantizeLinear" else None
-
-
 def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     """All rule violations in the graph, errors first. An empty list means TensorRT-conformant."""
-    model = _load(model_or_path)
+    model = load(model_or_path)
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     consumers = naming.consumers(g.node)
-    const = _constants(g, producer)
+    const = constants(g, producer)
     out: list[Violation] = []
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -98,30 +72,6 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     if warnings:
         out.extend(_residual_warnings(g, producer, lambda tensor: feeding_dq(producer, tensor)))
     return sorted(out, key=lambda v: v.severity != "error")
-
-
-def _constants(g, producer: dict):
-    """name -> the value of a constant tensor (initializer or Constant node), else None; cached."""
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in g.initializer}
-    consts: dict[str, np.ndarray] = {}
-
-    def const(name: str) -> np.ndarray | None:
-        if name in consts:
-            return consts[name]
-        if name in inits:
-            consts[name] = numpy_helper.to_array(inits[name])
-            return consts[name]
-        node = producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    consts[name] = numpy_helper.to_array(a.t)
-                    return consts[name]
-        return None
-
-    return const
 
 
 def _qdq_node_rules(g, const, consumers: dict) -> list[Violation]:
