@@ -15,7 +15,12 @@ Quantization"):
   the op runs in float (an FP16 conversion that leaves Q/DQ in FP32 produces exactly this)
 - (warning) the skip input of a residual Add next to an INT8 conv is quantized, so the Add can fuse
 
-A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower)."""
+A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower).
+
+`check_fusion` adds the fusion spots (fusion.py): Q/DQ that TensorRT accepts but cannot fuse into its INT8
+kernels (channel counts off the INT8 alignment such as `f`'s 2C+L+1, transposes between a DQ and its conv,
+Q/DQ around a LayerNorm or inside a GELU, DQ into an op without INT8, a Q after a float residual Add). They
+are warnings, never errors; the CLI prints them after the violations."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +30,8 @@ import numpy as np
 
 from edgefocal.errors import BadInput
 from edgefocal import naming
-from edgefocal.backends.tensorrt.qdq_graph import TRANSPARENT_OPS, WEIGHTED_OPS, constants, feeding_dq, load
+from edgefocal.backends.tensorrt.fusion import fusion_spots
+from edgefocal.backends.tensorrt.qdq_graph import TRANSPARENT_OPS, WEIGHTED_OPS, QDQGraph, constants, feeding_dq, load
 
 MIN_OPSET = 17
 
@@ -214,6 +220,12 @@ def _residual_warnings(g, producer, dq_of) -> list[Violation]:
     return out
 
 
+def check_fusion(model_or_path) -> list[Violation]:
+    """The fusion spots (fusion.py) as warnings: where a Q/DQ pair costs TensorRT a layer or an FP16 op."""
+    return [Violation(s.rule, s.node, f"{s.part}: {s.why}; {s.consequence}", "warning")
+            for s in fusion_spots(model_or_path)]
+
+
 def assert_tensorrt_qdq(model_or_path, allow_warnings: bool = True) -> list[Violation]:
     """Raise BadInput naming the first offending node(s); return the remaining warnings."""
     found = check_tensorrt_qdq(model_or_path)
@@ -229,21 +241,23 @@ def assert_tensorrt_qdq(model_or_path, allow_warnings: bool = True) -> list[Viol
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx`: print every violation, exit 1 on errors."""
+    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx`: print every violation and the fusion spots;
+    exit 1 on errors (fusion spots are warnings and never fail)."""
     import argparse
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("onnx", type=Path)
     args = p.parse_args(argv)
     try:
-        found = check_tensorrt_qdq(args.onnx)
+        graph = QDQGraph(load(args.onnx))
+        found, spots = check_tensorrt_qdq(graph.model), check_fusion(graph)
     except BadInput as e:
         print(f"error: {e}\nhint: {e.hint}")
         return 2
-    for v in found:
+    for v in found + spots:
         print(v)
     errors = sum(v.severity == "error" for v in found)
-    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings")
+    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings, {len(spots)} fusion spots")
     return 1 if errors else 0
 
 
