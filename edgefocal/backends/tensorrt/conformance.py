@@ -20,7 +20,7 @@ A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning
 `check_fusion` adds the fusion spots (fusion.py): Q/DQ that TensorRT accepts but cannot fuse into its INT8
 kernels (channel counts off the INT8 alignment such as `f`'s 2C+L+1, transposes between a DQ and its conv,
 Q/DQ around a LayerNorm or inside a GELU, DQ into an op without INT8, a Q after a float residual Add). They
-are warnings, never errors; the CLI prints them after the violations."""
+are warnings, never errors; the CLI prints them with the engine's layer list predicted on paper (on_paper.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -241,12 +241,16 @@ def assert_tensorrt_qdq(model_or_path, allow_warnings: bool = True) -> list[Viol
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx`: print every violation and the fusion spots;
-    exit 1 on errors (fusion spots are warnings and never fail)."""
+    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx [--layers]`: print every violation, the
+    fusion spots and the layer counts predicted on paper (--layers: every predicted layer); exit 1 on errors
+    (fusion spots are warnings and never fail)."""
     import argparse
+
+    from edgefocal.backends.tensorrt.on_paper import predict_layers
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("onnx", type=Path)
+    p.add_argument("--layers", action="store_true", help="print every layer predicted on paper")
     args = p.parse_args(argv)
     try:
         graph = QDQGraph(load(args.onnx))
@@ -256,9 +260,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for v in found + spots:
         print(v)
+    paper = predict_layers(graph)
+    if args.layers:
+        for layer in paper.layers:
+            print(f"{layer.kind:<14} {layer.precision:>4} → {layer.out:<4} {layer.part:<40} {layer.name}")
     errors = sum(v.severity == "error" for v in found)
-    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings, {len(spots)} fusion spots")
+    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings, {len(spots)} fusion spots; "
+          f"on paper: {_summary_line(paper.summary())}")
     return 1 if errors else 0
+
+
+def _summary_line(summary: dict) -> str:
+    return (f"{summary['layers']} layers, {summary['int8']} INT8 and {summary['float']} float compute, "
+            f"{summary['reformats']} reformats, {summary['data_movement']} slices/gathers (a prediction, not an engine)")
 
 
 if __name__ == "__main__":

@@ -112,9 +112,10 @@ def test_conformance_reports_spots_as_warnings_and_exits_0(tmp_path, capsys):
     assert [(v.rule, v.severity) for v in check_fusion(model)] == [("int8-channels", "warning")]
     assert check_tensorrt_qdq(model) == []  # the conformance rules proper are unchanged
     onnx.save(model, str(tmp_path / "m.onnx"))
-    assert main([str(tmp_path / "m.onnx")]) == 0
+    assert main([str(tmp_path / "m.onnx"), "--layers"]) == 0
     out = capsys.readouterr().out
-    assert "[int8-channels]" in out and "1 fusion spots" in out
+    assert "[int8-channels]" in out and "1 fusion spots" in out and "a prediction, not an engine" in out
+    assert "Conv" in out and "INT8" in out  # the predicted layer list
 
 
 @pytest.fixture(scope="module")
