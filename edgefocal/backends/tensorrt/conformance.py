@@ -13,7 +13,10 @@ Quantization"):
 - the output of a weighted op is not quantized directly (TensorRT keeps it in higher precision)
 - no Cast between a DequantizeLinear and its Conv/Gemm/MatMul: TensorRT cannot fuse the DQ through it, so
   the op runs in float (an FP16 conversion that leaves Q/DQ in FP32 produces exactly this)
-- (warning) the skip input of a residual Add next to an INT8 conv is quantized, so the Add can fuse
+- (warning) the skip input of a residual Add next to an INT8 conv is quantized: TensorRT fuses the Add into
+  the conv either way, but "the precision of the first input to the element-wise addition layer determines
+  the precision of the output of the fusion" ("Q/DQ Layer-Placement Recommendations"), so a float skip keeps
+  the fused layer's output float and a Q after it cannot fuse
 
 A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower).
 
@@ -201,7 +204,7 @@ def _casts_after_dq(g, producer) -> list[Violation]:
 
 
 def _residual_warnings(g, producer, dq_of) -> list[Violation]:
-    """An Add of an INT8 conv's output and an unquantized skip tensor cannot fuse into the conv."""
+    """An Add of an INT8 conv's output and an unquantized skip tensor: fused, but with a float output."""
     out = []
     for n in g.node:
         if n.op_type != "Add" or len(n.input) != 2:
@@ -214,8 +217,8 @@ def _residual_warnings(g, producer, dq_of) -> list[Violation]:
             if other is None or other.op_type == "Constant" or dq_of(n.input[j]) is not None:
                 continue
             out.append(Violation("residual-add", n.name, f"skip input '{n.input[j]}' of the residual Add after INT8 "
-                                 f"{conv.op_type} {conv.name} is not quantized; TensorRT cannot fuse the Add into the "
-                                 "conv", severity="warning"))
+                                 f"{conv.op_type} {conv.name} is not quantized; TensorRT fuses the Add into the conv "
+                                 "but keeps the fused output float, so no Q after it can fuse", severity="warning"))
             break
     return out
 
