@@ -81,7 +81,7 @@ class Spot:
     consequence: str
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "cost": COST[self.rule]}
 
     def __str__(self) -> str:
         return f"{self.node} ({self.part}): {self.why}; {self.consequence} [{self.rule}]"

@@ -22,13 +22,16 @@ Shape and index arithmetic (integer tensors) is not counted. When a real engine'
 (the Polygraphy/TensorRT inspector on the device: `layers` in the engine row), that replaces this."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from edgefocal.backends.tensorrt.fusion import (
     INT8_OPS,
     POINTWISE,
     dq_fuses_into,
+    fusion_spots,
     gelu_nodes,
     quantized_output,
 )
@@ -39,6 +42,7 @@ REFORMATS = ("Shuffle", "Quantize", "Dequantize", "Cast")  # layers that only co
 DATA_MOVEMENT = ("Slice", "Gather", "GatherElements", "GatherND", "Concat", "Pad", "Expand", "Tile")
 NOTE = ("a prediction from the Q/DQ ONNX (TensorRT's documented Q/DQ fusions), not an engine; the layer list of "
         "an engine built on the device replaces it")
+LAYERS_FILE = "engine_on_paper.json"
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,12 @@ class Layer:
 @dataclass(frozen=True)
 class OnPaper:
     layers: list[Layer]
+    float_precision: str = "FP16"
 
     def summary(self) -> dict:
         compute = [layer for layer in self.layers if layer.kind not in REFORMATS + DATA_MOVEMENT]
-        return {"layers": len(self.layers), "int8": sum(layer.precision == INT8 for layer in compute),
+        return {"layers": len(self.layers), "float_precision": self.float_precision,
+                "int8": sum(layer.precision == INT8 for layer in compute),
                 "float": sum(layer.precision != INT8 for layer in compute),
                 "reformats": sum(layer.kind in REFORMATS for layer in self.layers),
                 "data_movement": sum(layer.kind in DATA_MOVEMENT for layer in self.layers),
@@ -72,7 +78,18 @@ class OnPaper:
 def predict_layers(model_or_path, float_precision: str = "FP16") -> OnPaper:
     """The ordered layer list TensorRT should build from this Q/DQ ONNX (see the module docstring)."""
     g = model_or_path if isinstance(model_or_path, QDQGraph) else QDQGraph(load(model_or_path))
-    return OnPaper(_Walk(g, float_precision).layers())
+    return OnPaper(_Walk(g, float_precision).layers(), float_precision)
+
+
+def report_facts(model, out_dir: Path) -> dict:
+    """What the report says of a Q/DQ ONNX before any engine: its fusion spots, and the layer counts predicted on
+    paper (every predicted layer goes to `out_dir`/engine_on_paper.json, beside the ONNX; report.json keeps the
+    counts and the file's path)."""
+    g = QDQGraph(model)
+    paper = predict_layers(g)
+    (out_dir / LAYERS_FILE).write_text(json.dumps(paper.as_dict(), indent=1) + "\n")
+    return {"fusion_spots": [s.as_dict() for s in fusion_spots(g)],
+            "engine_on_paper": {"note": NOTE, **paper.summary(), "layers_file": f"{out_dir.name}/{LAYERS_FILE}"}}
 
 
 class _Walk:

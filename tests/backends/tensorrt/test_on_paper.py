@@ -28,7 +28,7 @@ def test_conv_gelu_q_conv_is_two_int8_layers_behind_one_input_quantize():
         ("Cast", "FP16", "FP32")]
     fc1 = paper.layers[2]
     assert fc1.part == "stage 1 block 1 mlp fc1" and fc1.name.endswith("layers.0.blocks.0.mlp.act/Mul_1")  # GELU fused
-    assert paper.summary() == {"layers": 5, "int8": 2, "float": 0, "reformats": 3, "data_movement": 0,
+    assert paper.summary() == {"layers": 5, "float_precision": "FP16", "int8": 2, "float": 0, "reformats": 3, "data_movement": 0,
                                "by_kind": {"Cast": 2, "Quantize": 1, "Conv": 2}}
     assert paper.as_dict()["note"] == NOTE and "not an engine" in NOTE
 
