@@ -78,7 +78,7 @@ def markdown(report: dict) -> list[str]:
             out += ["", f"{len(spots)} {SPOTS_HEADLINE}:", "", "| " + " | ".join(header) + " |",
                     "|" + "---|" * len(header)] + ["| " + " | ".join(c.replace("|", "/") for c in row) + " |"
                                                    for row in rows] + [""]
-    return out
+    return out[:-1] if out[-1] == "" else out
 
 
 def html_section(report: dict) -> str:

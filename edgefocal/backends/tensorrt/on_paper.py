@@ -109,9 +109,8 @@ class _Walk:
         return self._emit()
 
     def _skipped(self, n) -> bool:
-        g = self.g
-        return g.index_math(n) or n.op_type in ("QuantizeLinear", "DequantizeLinear", "Transpose") or \
-            n.op_type in TRANSPARENT_OPS
+        """Nodes listed where they stand (_standalone) or not at all (shape arithmetic)."""
+        return self.g.index_math(n) or n.op_type in ("QuantizeLinear", "DequantizeLinear") + TRANSPARENT_OPS
 
     def _add(self, nodes: list, kind: str, precision: str, out: str) -> int:
         idx = len(self.groups)
@@ -153,12 +152,13 @@ class _Walk:
 
     def _pointwise(self, n) -> None:
         """Adjacent unclaimed pointwise ops, one PointWise layer (TensorRT's PointWise fusion)."""
-        component, todo = [], [n]
+        component, names, todo = [], set(), [n]
         while todo:
             m = todo.pop()
-            if m.name in self.group or any(c is m for c in component):
+            if m.name in self.group or m.name in names:
                 continue
             component.append(m)
+            names.add(m.name)
             todo += [c for c in self.g.consumers.get(m.output[0], []) if c.op_type in POINTWISE]
             todo += [p for t in m.input if (p := self.g.producer.get(t)) is not None and p.op_type in POINTWISE]
         component.sort(key=self._order)
