@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from edgefocal import serving_report
+from edgefocal import layer_report, serving_report
 from edgefocal.core import Row, jsonable
 from edgefocal.gate import GateResult
 from edgefocal.summary import speedup_text, stability_text
@@ -204,6 +204,7 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
         lines += recovery_line(p.get("recover"))
         lines += pruning_shares(report)
     lines += serving_report.markdown(report)
+    lines += layer_report.markdown(report)
     lines += stages_markdown(report)
     lines += precision_section(report.get("precision_plan"))
     if gates:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgefocal.core import Row
 from edgefocal.gate import GateResult, from_dict
+from edgefocal.layer_report import html_section as layers_html
 from edgefocal.report import STAGES_HEADLINE, build_totals, stage_label, stages_table
 from edgefocal.serving_report import html_section as serving_html
 from edgefocal.summary import by_batch, speedup_text, stability_text
@@ -19,7 +20,7 @@ from edgefocal.summary import by_batch, speedup_text, stability_text
 CSS = """body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 .failed{background:#fde2e1}.inconclusive{background:#fff4ce}figure.chart{display:inline-block;vertical-align:top;margin:8px}
-figcaption{font-weight:600}table.gates td{text-align:left}"""
+figcaption{font-weight:600}table.gates td,table.spots td{text-align:left}"""
 
 
 def _svg(fig) -> str:
@@ -226,6 +227,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
             "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
     if serving := serving_html(report):
         body.append(serving)
+    if layers := layers_html(report):
+        body.append(layers)
     if stages := _stages(report):
         body.append(stages)
     if gates:

@@ -200,6 +200,12 @@ def test_tensorrt_without_tensorrt_builds_the_qdq_onnx_and_prints_the_engine_com
     proxy, engine = [r for r in report["rows"] if r["target"] == "tensorrt"]
     assert proxy["proxy_for"] == "TensorRT engine" and proxy["agreement"] > 0.95
     assert engine["skipped"] and (out / "tensorrt" / "model_int8_qdq.onnx").exists()
+    # the engine on paper, for lack of one: 29 INT8 convs predicted, the fusion spots listed, in all three reports
+    paper = proxy["engine_on_paper"]
+    assert paper["int8"] == 29 and (out / paper["layers_file"]).exists() and "not an engine" in paper["note"]
+    assert {s["rule"] for s in proxy["fusion_spots"]} == {"int8-channels", "int8-shuffle", "q-after-float-add"}
+    assert "## Engine layers on paper" in (out / "report.md").read_text()
+    assert 'id="engine-layers"' in (out / "report.html").read_text()
     from edgefocal.backends.tensorrt.conformance import check_tensorrt_qdq
 
     assert not [v for v in check_tensorrt_qdq(out / "tensorrt" / "model_int8_qdq.onnx") if v.severity == "error"]

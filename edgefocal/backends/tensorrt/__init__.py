@@ -139,14 +139,17 @@ class TensorRTBackend(Backend):
         if precision == "int8" and quantized is not None:
             import onnx
 
+            from edgefocal.backends.tensorrt.on_paper import report_facts
+
             onnx_path = out / "model_int8_qdq.onnx"
             onnx.save(quantized.model, str(onnx_path))
             info = dict(quantized.info)
+            paper = report_facts(quantized.model, out)  # the engine on paper: the proxy's row reports it
             variant = ("ModelOpt " if info.get("qdq_producer") == "modelopt" else "") + "Q/DQ ONNX via ONNX Runtime"
         else:
             onnx_path = out / "model_fp32.onnx"
             shutil.copyfile(ctx.onnx_fp32, onnx_path)
-            info = {}
+            info, paper = {}, {}
             variant = "FP32 ONNX via ONNX Runtime" + (" (FP16 numerics not simulated)" if precision == "fp16" else "")
         spec = _engine_spec(ctx, precision)
         engine = out / f"model_{precision}.engine"
@@ -156,7 +159,7 @@ class TensorRTBackend(Backend):
         info["engine_command"] = command
         threads = ctx.num_threads
         proxy = Artifact(self.name, precision, onnx_path, lambda: self.runner(onnx_path, precision, threads),
-                         info=info, variant=variant, proxy_for="TensorRT engine")
+                         info={**info, **paper}, variant=variant, proxy_for="TensorRT engine")
         return [proxy, self._engine_artifact(ctx, onnx_path, engine, spec, command, info, proxy)]
 
     def _engine_artifact(self, ctx: BuildContext, onnx_path: Path, engine: Path, spec: EngineSpec, command: str,

@@ -13,9 +13,17 @@ Quantization"):
 - the output of a weighted op is not quantized directly (TensorRT keeps it in higher precision)
 - no Cast between a DequantizeLinear and its Conv/Gemm/MatMul: TensorRT cannot fuse the DQ through it, so
   the op runs in float (an FP16 conversion that leaves Q/DQ in FP32 produces exactly this)
-- (warning) the skip input of a residual Add next to an INT8 conv is quantized, so the Add can fuse
+- (warning) the skip input of a residual Add next to an INT8 conv is quantized: TensorRT fuses the Add into
+  the conv either way, but "the precision of the first input to the element-wise addition layer determines
+  the precision of the output of the fusion" ("Q/DQ Layer-Placement Recommendations"), so a float skip keeps
+  the fused layer's output float and a Q after it cannot fuse
 
-A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower)."""
+A rule is an "error" (TensorRT rejects the graph or runs it wrong) or a "warning" (it runs, slower).
+
+`check_fusion` adds the fusion spots (fusion.py): Q/DQ that TensorRT accepts but cannot fuse into its INT8
+kernels (channel counts off the INT8 alignment such as `f`'s 2C+L+1, transposes between a DQ and its conv,
+Q/DQ around a LayerNorm or inside a GELU, DQ into an op without INT8, a Q after a float residual Add). They
+are warnings, never errors; the CLI prints them with the engine's layer list predicted on paper (on_paper.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,11 +33,10 @@ import numpy as np
 
 from edgefocal.errors import BadInput
 from edgefocal import naming
+from edgefocal.backends.tensorrt.fusion import fusion_spots
+from edgefocal.backends.tensorrt.qdq_graph import TRANSPARENT_OPS, WEIGHTED_OPS, QDQGraph, constants, feeding_dq, load
 
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 MIN_OPSET = 17
-#: ops TensorRT moves Q/DQ across ("commuting" layers in its explicit-quantization rules)
-TRANSPARENT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 
 
 @dataclass(frozen=True)
@@ -41,21 +48,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.node}: {self.message} [{self.rule}]"
-
-
-def _load(model_or_path):
-    import onnx
-
-    if isinstance(model_or_path, (str, Path)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise BadInput(f"ONNX file {path} does not exist", hint="pass the Q/DQ ONNX written by the build")
-        try:
-            return onnx.load(str(path))
-        except Exception as e:  # onnx raises DecodeError and others for a foreign file
-            raise BadInput(f"{path} is not a readable ONNX model ({type(e).__name__})",
-                           hint="pass an .onnx file") from e
-    return model_or_path
 
 
 def _weight_axis(node) -> int:
@@ -70,22 +62,13 @@ def _weight_axis(node) -> int:
     return 0
 
 
-def feeding_dq(producer: dict, tensor: str):
-    """The DequantizeLinear feeding `tensor`, looking through data-movement ops: TensorRT propagates
-    DQ forward across them (LayerNorm → Q/DQ → Transpose → Conv fuses like Q/DQ → Conv)."""
-    p = producer.get(tensor)
-    while p is not None and p.op_type in TRANSPARENT_OPS:
-        p = producer.get(p.input[0])
-    return p if p is not None and p.op_type == "DequantizeLinear" else None
-
-
 def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     """All rule violations in the graph, errors first. An empty list means TensorRT-conformant."""
-    model = _load(model_or_path)
+    model = load(model_or_path)
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     consumers = naming.consumers(g.node)
-    const = _constants(g, producer)
+    const = constants(g, producer)
     out: list[Violation] = []
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -98,30 +81,6 @@ def check_tensorrt_qdq(model_or_path, warnings: bool = True) -> list[Violation]:
     if warnings:
         out.extend(_residual_warnings(g, producer, lambda tensor: feeding_dq(producer, tensor)))
     return sorted(out, key=lambda v: v.severity != "error")
-
-
-def _constants(g, producer: dict):
-    """name -> the value of a constant tensor (initializer or Constant node), else None; cached."""
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in g.initializer}
-    consts: dict[str, np.ndarray] = {}
-
-    def const(name: str) -> np.ndarray | None:
-        if name in consts:
-            return consts[name]
-        if name in inits:
-            consts[name] = numpy_helper.to_array(inits[name])
-            return consts[name]
-        node = producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    consts[name] = numpy_helper.to_array(a.t)
-                    return consts[name]
-        return None
-
-    return const
 
 
 def _qdq_node_rules(g, const, consumers: dict) -> list[Violation]:
@@ -245,7 +204,7 @@ def _casts_after_dq(g, producer) -> list[Violation]:
 
 
 def _residual_warnings(g, producer, dq_of) -> list[Violation]:
-    """An Add of an INT8 conv's output and an unquantized skip tensor cannot fuse into the conv."""
+    """An Add of an INT8 conv's output and an unquantized skip tensor: fused, but with a float output."""
     out = []
     for n in g.node:
         if n.op_type != "Add" or len(n.input) != 2:
@@ -258,10 +217,16 @@ def _residual_warnings(g, producer, dq_of) -> list[Violation]:
             if other is None or other.op_type == "Constant" or dq_of(n.input[j]) is not None:
                 continue
             out.append(Violation("residual-add", n.name, f"skip input '{n.input[j]}' of the residual Add after INT8 "
-                                 f"{conv.op_type} {conv.name} is not quantized; TensorRT cannot fuse the Add into the "
-                                 "conv", severity="warning"))
+                                 f"{conv.op_type} {conv.name} is not quantized; TensorRT fuses the Add into the conv "
+                                 "but keeps the fused output float, so no Q after it can fuse", severity="warning"))
             break
     return out
+
+
+def check_fusion(model_or_path) -> list[Violation]:
+    """The fusion spots (fusion.py) as warnings: where a Q/DQ pair costs TensorRT a layer or an FP16 op."""
+    return [Violation(s.rule, s.node, f"{s.part}: {s.why}; {s.consequence}", "warning")
+            for s in fusion_spots(model_or_path)]
 
 
 def assert_tensorrt_qdq(model_or_path, allow_warnings: bool = True) -> list[Violation]:
@@ -279,22 +244,38 @@ def assert_tensorrt_qdq(model_or_path, allow_warnings: bool = True) -> list[Viol
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx`: print every violation, exit 1 on errors."""
+    """`python -m edgefocal.backends.tensorrt.conformance FILE.onnx [--layers]`: print every violation, the
+    fusion spots and the layer counts predicted on paper (--layers: every predicted layer); exit 1 on errors
+    (fusion spots are warnings and never fail)."""
     import argparse
+
+    from edgefocal.backends.tensorrt.on_paper import predict_layers
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("onnx", type=Path)
+    p.add_argument("--layers", action="store_true", help="print every layer predicted on paper")
     args = p.parse_args(argv)
     try:
-        found = check_tensorrt_qdq(args.onnx)
+        graph = QDQGraph(load(args.onnx))
+        found, spots = check_tensorrt_qdq(graph.model), check_fusion(graph)
     except BadInput as e:
         print(f"error: {e}\nhint: {e.hint}")
         return 2
-    for v in found:
+    for v in found + spots:
         print(v)
+    paper = predict_layers(graph)
+    if args.layers:
+        for layer in paper.layers:
+            print(f"{layer.kind:<14} {layer.precision:>4} → {layer.out:<4} {layer.part:<40} {layer.name}")
     errors = sum(v.severity == "error" for v in found)
-    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings")
+    print(f"{args.onnx}: {errors} errors, {len(found) - errors} warnings, {len(spots)} fusion spots; "
+          f"on paper: {_summary_line(paper.summary())}")
     return 1 if errors else 0
+
+
+def _summary_line(summary: dict) -> str:
+    return (f"{summary['layers']} layers, {summary['int8']} INT8 and {summary['float']} float compute, "
+            f"{summary['reformats']} reformats, {summary['data_movement']} slices/gathers (a prediction, not an engine)")
 
 
 if __name__ == "__main__":

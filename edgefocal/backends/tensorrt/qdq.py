@@ -12,7 +12,8 @@ What NNCF has no option for is added afterwards, by hand (each a few lines over 
 - Q/DQ between Transpose and LayerNorm after an INT8 conv (stem/downsample): TensorRT then fuses the
   Q into the conv (INT8 out) instead of an int8-in/fp16-out kernel plus a reformat layer.
 - Q/DQ on the skip input of a residual Add after an INT8 conv, when the preset asks for it: TensorRT
-  then fuses the Add into the conv.
+  fuses the Add into the conv, and with an INT8 skip the fused layer can write INT8, so a Q after it fuses
+  too (developer guide, "Q/DQ Layer-Placement Recommendations").
 - Q/DQ on the activation of a preset INT8 op NNCF left unquantized (the head Linear, behind the
   exporter's Gather/Reshape flattening): TensorRT needs every input of a quantized op quantized.
 Their scales are max-calibrated (amax/127) on the same calibration set, via ONNX Runtime.

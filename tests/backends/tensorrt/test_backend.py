@@ -54,6 +54,11 @@ def test_build_without_tensorrt_skips_engine_with_command(tiny_onnx, fmnist_cali
     ctx = _ctx(tmp_path, tiny_onnx, fmnist_calibration[:32], require_engine=True, dla_core=0)
     proxy, engine = build("tensorrt", "int8", ctx)
     assert proxy.proxy_for == "TensorRT engine" and proxy.info["conformance"] == "pass"
+    # the engine on paper: its predicted layer counts and the fusion spots, on the proxy's row only
+    paper = proxy.info["engine_on_paper"]
+    assert paper["int8"] > 0 and "not an engine" in paper["note"] and paper["layers_file"] == "tensorrt/engine_on_paper.json"
+    assert (ctx.workdir / "tensorrt" / "engine_on_paper.json").exists() and "engine_on_paper" not in engine.info
+    assert "int8-channels" in {s["rule"] for s in proxy.info["fusion_spots"]}  # f: 2·16+2+1 = 35 outputs
     assert engine.make_runner is None and "not installed" in engine.skipped and engine.required is True
     cmd = engine.info["engine_command"]
     assert cmd.startswith("python -m edgefocal engine --onnx ") and "--precision int8" in cmd and "--dla-core 0" in cmd
