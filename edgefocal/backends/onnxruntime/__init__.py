@@ -82,7 +82,8 @@ class OnnxRuntimeBackend(Backend):
                               requested=precision == "fp32")]
         if precision == "int8" and quantized is not None:
             int8 = out / "model_int8_u8s8.onnx"
-            onnx.save(quantized.model, str(int8))
+            # fused here, not in quantize(): the search's surgery swaps nodes between this model and the export
+            onnx.save(fuse_gelu(onnx.ModelProto.FromString(quantized.model.SerializeToString())), str(int8))
             artifacts.append(Artifact(self.name, "int8", int8, lambda: self.runner(int8, "int8", threads),
                                       variant="U8S8 Q/DQ", info=dict(quantized.info)))
         return artifacts

@@ -16,13 +16,11 @@ from edgefocal.plan import PrecisionPlan
 
 
 def quantize(onnx_fp32: Path, plan: PrecisionPlan, calibration: np.ndarray):
-    """The U8S8 Q/DQ onnx.ModelProto of `onnx_fp32` under `plan`, its GELUs fused (backends/onnxruntime/fusions.py)."""
-    from edgefocal.backends.onnxruntime.fusions import fuse_gelu
-
+    """The U8S8 Q/DQ onnx.ModelProto of `onnx_fp32` under `plan`."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
         _quantize_static(onnx_fp32, out, calibration, plan.nodes(int8=False), _int8_op_types(onnx_fp32, plan))
-        return fuse_gelu(onnx.load(str(out)))
+        return onnx.load(str(out))
 
 
 def _int8_op_types(onnx_fp32: Path, plan: PrecisionPlan) -> list[str]:

@@ -29,11 +29,24 @@ def ov_model_from_onnx(onnx_path: Path):
     ov = require("openvino", "openvino")
     model = onnx.load(str(onnx_path))
     if not layernorm_on_channels(model) + split_convs(model):
-        return ov.convert_model(str(onnx_path))
+        return _output_ops_named_by_node(ov.convert_model(str(onnx_path)), model)
     with tempfile.TemporaryDirectory() as tmp:  # convert_model reads ONNX from a file, not a ModelProto
         path = Path(tmp) / "rewritten.onnx"
         onnx.save(model, str(path))
-        return ov.convert_model(str(path))
+        return _output_ops_named_by_node(ov.convert_model(str(path)), model)
+
+
+def _output_ops_named_by_node(ov_model, onnx_model):
+    """OpenVINO names the op that produces a graph output after the output (`logits`), not after its ONNX
+    node (`head.fc/Gemm`), so the plan's float head would be quantized wherever that op is the head's own
+    MatMul (a head without bias, or one whose zero bias the converter folds away). Give such an op its
+    node's name back; the output keeps its tensor name, which is what runners and reports read."""
+    node_of_output = {out: node.name for node in onnx_model.graph.node for out in node.output if node.name}
+    for result in ov_model.get_results():
+        op = result.input_value(0).get_node()
+        if op.get_friendly_name() in node_of_output:
+            op.set_friendly_name(node_of_output[op.get_friendly_name()])
+    return ov_model
 
 
 class OpenVINORunner(Runner):

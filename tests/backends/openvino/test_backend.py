@@ -1,6 +1,7 @@
 """OpenVINO target through the shared round trip, on the trained default."""
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -39,6 +40,24 @@ def test_int8_ir_keeps_the_plans_float_parts_float(ctx):
     assert any(n.startswith("layers.0.blocks.0.modulation.f/") for n in quantized_inputs)
     assert not [n for n in quantized_inputs if "focal_layers" in n or n.startswith("head.fc/")]
     assert any("focal_layers" in n for n in names)
+
+
+def test_a_head_without_bias_stays_float_as_the_plan_says(tiny_focalnet, fmnist_calibration, tmp_path):
+    """OpenVINO names the op producing the output after the output; with no bias to add, that op is the
+    head's MatMul itself, which must still be found by its ONNX node name and left float."""
+    import openvino as ov
+    import torch
+    from timm.data import resolve_model_data_config
+
+    model = copy.deepcopy(tiny_focalnet)
+    with torch.no_grad():
+        model.head.fc.bias.zero_()  # the converter folds a zero bias away: the MatMul is the output op
+    ctx = make_context(model, resolve_model_data_config(model), fmnist_calibration[:32], tmp_path)
+    model = ov.Core().read_model(str(build("openvino", "int8", ctx)[-1].path))
+    head = model.get_results()[0].input_value(0).get_node()
+    assert head.get_type_name() == "MatMul" and head.get_friendly_name() == "head.fc/Gemm"
+    assert not any(_fed_by_fake_quantize(head, i, through=("Convert", "Reshape", "Multiply")) for i in range(2))
+    assert {o.get_any_name() for o in model.outputs} == {"logits"}
 
 
 def test_ir_computes_each_part_of_f_with_its_own_int8_conv(ctx):
