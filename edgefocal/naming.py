@@ -177,7 +177,7 @@ def by_stage(module_times: dict[str, float]) -> dict[str, float]:
 BY_NAME, BY_FUSED, BY_CONSUMERS, BY_PRODUCERS = "name", "fused op", "feeds", "fed by"
 
 
-def attribute(graph: dict[str, Sequence[str]], named: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+def attribute(graph: Mapping[str, Sequence[str]], named: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
     """{op: (module, rule)} for the ops of an executed graph ({op: the ops feeding it}, in execution order)
     whose module can be told: first `named` (what the runtime's own names say, by BY_NAME or BY_FUSED); then an
     op that feeds only ops of one module belongs to it (a layout reorder before a conv, the pieces of a
