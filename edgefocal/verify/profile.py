@@ -23,6 +23,7 @@ from edgefocal.naming import OTHER, focalnet_label, part_kind, stage_of
 from edgefocal.verify.cpuload import ForeignLoad
 
 SCHEMA = 1  # profile.json's layout version
+BLOCK = 5  # profiled runs, then as many timed runs, in turn
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,10 @@ def _round(v: float | None, digits: int) -> float | None:
 
 def profile(backend: Backend, artifact: Path, precision: str, x: np.ndarray, threads: int | None = None,
             runs: int = 20, warmup: int = 3, label: str = "") -> Profile:
-    """Profile `artifact` on batch `x`: `warmup` + `runs` inferences with the profiler on, each followed by one
-    of the verifying runner with it off (the same load falls on both); medians over the runs."""
+    """Profile `artifact` on batch `x`: `runs` inferences with the profiler on and as many of the verifying
+    runner with it off, after `warmup` of each, in alternating blocks of BLOCK so that the same load falls on
+    both; medians over the runs. The runner's runs follow each other, as the build's benchmark times them: one
+    run straight after the profiler's bookkeeping would start with the runtime's threads asleep."""
     refuse_unprofilable(backend, artifact)
     profiler = backend.profiler(Path(artifact), precision, threads)
     if profiler is None:
@@ -167,13 +170,14 @@ def profile(backend: Backend, artifact: Path, precision: str, x: np.ndarray, thr
     measured: list[float] = []
     load = ForeignLoad()
     with profiler, backend.runner(Path(artifact), precision, threads) as runner:
-        for i in range(warmup + runs):
-            if i == warmup:
-                load.start()
+        for _ in range(warmup):
             profiler.infer(x)
-            ms = runner.timed_infer(x, 1)[0]
-            if i >= warmup:
-                measured.append(ms)
+        runner.timed_infer(x, warmup)
+        load.start()
+        for done in range(0, runs, BLOCK):
+            for _ in range(min(BLOCK, runs - done)):
+                profiler.infer(x)
+            measured += runner.timed_infer(x, min(BLOCK, runs - done))
         foreign = load.stop()
         ops = profiler.ops(skip=warmup)
         wall = profiler.wall_ms[warmup:]
