@@ -1,6 +1,6 @@
 """The typed hand-offs between stages, below every other layer: a runner, a build context, a quantized
 model, an artifact, a precision-search probe. Backends produce them, the precision search, verification and
-the pipeline consume them; this module imports nothing of edgefocal's but the plan's type.
+the pipeline consume them; this module imports nothing of edgefocal's but the plan's type and naming's OTHER.
 
 One runner shape for every backend (Polygraphy's BaseRunner, trimmed): the torch reference is a runner
 too, so verification compares runners and never special-cases a backend."""
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
 import numpy as np
+
+from edgefocal.naming import OTHER
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +63,46 @@ class Runner(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class ExecutedOp:
+    """One op as the runtime executed it, after its own fusions and layout changes, as its profiler saw it:
+    median ms per inference, and what a profile needs to say which FocalNet part it belongs to (its name, the
+    names of the graph ops fused into it, the ops feeding it) and what it computed in."""
+
+    name: str  # the runtime's name for it (an OpenVINO executed node, an ONNX Runtime node)
+    kind: str  # its type as executed: Convolution, Subgraph, Reorder, QLinearConv, ReorderInput
+    kernel: str  # the kernel that ran: brgconv_avx512_amx_1x1_I8, com.microsoft.nchwc.Conv
+    precision: str  # what the kernel reads: i8, u8, bf16, f32, ... ("" when the runtime does not say)
+    ms: float  # median per inference over the profiled runs (a loaded machine's stalls land in few runs)
+    macs: int = 0  # multiply-accumulates at the profiled batch (convolutions and matrix products only)
+    sources: tuple[str, ...] = ()  # names of the graph ops it executes, its own name first
+    inputs: tuple[str, ...] = ()  # names of the executed ops that feed it
+    module: str = OTHER  # the torch module it belongs to (naming.attribute), OTHER where that cannot be told
+    attributed_by: str = ""  # the rule that told it (naming.BY_NAME, BY_FUSED, BY_CONSUMERS, BY_PRODUCERS)
+
+    @property
+    def int8(self) -> bool:
+        return self.precision in ("i8", "u8")
+
+
+class OpProfiler(Runner):
+    """A runner with the runtime's per-op profiler on: `infer` as any runner (its wall time kept in
+    `wall_ms`), then `ops` gives what each executed op took. Timed beside the plain runner, it says how much
+    of the measured time the profiler accounts for (verify/profile.py)."""
+
+    def __init__(self, artifact: Path | None = None):
+        super().__init__(artifact)
+        self.wall_ms: list[float] = []  # wall-clock ms of each infer, profiler on
+
+    def __enter__(self) -> "OpProfiler":
+        self.load()
+        return self
+
+    @abc.abstractmethod
+    def ops(self, skip: int = 0) -> list[ExecutedOp]:
+        """Every executed op, in execution order, with its median ms over the runs after the first `skip`."""
 
 
 @dataclass

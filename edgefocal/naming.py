@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
+from typing import Mapping, Sequence
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -167,3 +168,75 @@ def by_stage(module_times: dict[str, float]) -> dict[str, float]:
         m = re.match(r"layers\.(\d+)\.", module + ".")
         out[m.group(1) if m else OTHER] += ms
     return dict(out)
+
+
+# ---------------------------------------------------------------- executed ops back to modules
+
+#: how an executed op was given its module: its own name, a graph op fused into it, the ops it feeds, the ops
+#: that feed it (verify/profile.py reports the time each rule attributed)
+BY_NAME, BY_FUSED, BY_CONSUMERS, BY_PRODUCERS = "name", "fused op", "feeds", "fed by"
+
+
+def attribute(graph: Mapping[str, Sequence[str]], named: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{op: (module, rule)} for the ops of an executed graph ({op: the ops feeding it}, in execution order)
+    whose module can be told: first `named` (what the runtime's own names say, by BY_NAME or BY_FUSED); then an
+    op that feeds only ops of one module belongs to it (a layout reorder before a conv, the pieces of a
+    LayerNorm the runtime decomposed under names of its own); then an op fed only by one module's ops (a bias
+    add the runtime named after the graph output). Graph outputs and constants have no say; an op that feeds,
+    or is fed by, two modules stays unattributed."""
+    readers: dict[str, list[str]] = defaultdict(list)
+    for op, inputs in graph.items():
+        for i in inputs:
+            readers[i].append(op)
+    found = {op: named[op] for op in graph if op in named and named[op][0] != OTHER}
+    changed = True
+    while changed:
+        changed = any([_by_neighbours(op, readers.get(op, ()), readers, found, BY_CONSUMERS) for op in reversed(graph)])
+        changed = any([_by_neighbours(op, graph[op], graph, found, BY_PRODUCERS) for op in graph]) or changed
+    return found
+
+
+def _by_neighbours(op: str, neighbours: Sequence[str], further: Mapping, found: dict, rule: str) -> bool:
+    """Attribute `op` to the one module all its neighbours belong to (a neighbour that leads nowhere further,
+    a graph output or a constant, has no say); True when it did."""
+    if op in found:
+        return False
+    modules = {found[n][0] if n in found else None for n in neighbours if n in found or further.get(n)}
+    if len(modules) != 1 or None in modules:
+        return False
+    found[op] = (modules.pop(), rule)
+    return True
+
+
+#: module path → the kind of FocalNet part it is, for profiles (weighted modules take their role); first match
+_PART_KINDS: list[tuple[str, str]] = [
+    (r"(^|\.)norm\d?$", "norm"),
+    (r"\.focal_layers\.\d+\.1$", "focal act"),
+    (r"\.modulation\.act$", "context"),
+    (r"\.modulation$", "modulation"),
+    (r"\.mlp\.act$", "act"),
+    (r"^layers\.\d+\.blocks\.\d+$", "residual"),
+    (r"^head\.global_pool", "pool"),
+    (r"^(head|stem|model)\b", r"\1"),
+]
+
+
+def part_kind(module: str) -> str:
+    """'layers.2.blocks.1.mlp.fc1' → 'fc1', 'layers.0.blocks.0.norm2' → 'norm': what kind of FocalNet part a
+    module is, whatever its stage and block."""
+    if module == OTHER:
+        return OTHER
+    if (role := weighted_role(module)) is not None:
+        return role
+    for pattern, kind in _PART_KINDS:
+        if m := re.search(pattern, module):
+            return m.expand(kind)
+    return module
+
+
+def stage_of(module: str) -> str:
+    """'stage 1'..'stage N' for the modules of layers.0..N-1; 'stem', 'head' (the final norm too), 'model'."""
+    if m := re.match(r"layers\.(\d+)\.", module + "."):
+        return f"stage {int(m.group(1)) + 1}"
+    head = module.split(".", 1)[0]
+    return {"norm": "head", "head": "head", "stem": "stem", "model": "model"}.get(head, OTHER)

@@ -192,3 +192,22 @@ def artifact_sha256(path: Path, files: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def write_file_atomically(path: Path, text: str) -> Path:
+    """One file that a reader never finds half-written and an interrupted write leaves as it was: written beside
+    it under a temporary name, then renamed over it. A directory that cannot be written is a BadInput."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise BadInput(f"cannot write {path} ({e.strerror})", hint="choose a writable --output") from e
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import edgefocal.manifest as manifest
 import edgefocal.models as models
 import edgefocal.report as reporting
@@ -33,6 +35,7 @@ from edgefocal.verify.serving import measure_serving
 from edgefocal.verify.stability import StabilityPolicy
 
 
+PROFILE_FILE = "profile.json"  # `bench.profile`'s per-op profiles, in the build's output
 EXPORT_CHECK = 4  # eval images the ONNX export is checked against torch on, in one batch (bounded at any input size)
 
 
@@ -116,11 +119,31 @@ def _verified(recipe: Recipe, targets: list[Backend], loaded, data: BuildData | 
                       StabilityPolicy.from_gates(recipe.gates), gmacs)
     with meter.stage("serving"):
         measure_serving(subjects, data.eval.images, recipe.bench, threads, progress, gmacs)
+    profiled = profile_stage(recipe, artifacts, data.eval.images[:1], threads, workdir, progress, meter)
     report = reporting.assemble(inputs=inputs, recipe=recipe, exported=exported, prune_stats=pruned.stats,
                                 plan=plan if recipe.precision == "int8" else None, rows=rows,
                                 reference_device=_reference_text(reference, cpu_baseline), threads=threads,
                                 started=started, stages=meter.to_dict(), gmacs_per_image=round(gmacs, 4))
+    if profiled is not None:
+        report["profile"] = profiled
     return report, gate(recipe, report, baseline), exported.onnx
+
+
+def profile_stage(recipe: Recipe, artifacts: list[Artifact], x, threads: int, workdir: Path, progress: Progress,
+                  meter: StageMeter) -> dict | None:
+    """`bench.profile`: the requested artifacts' per-op profiles at batch 1 into the output's profile.json;
+    report.json's summary of them (None when not asked)."""
+    import json
+
+    from edgefocal.verify.profile import document, profile_artifacts, summary
+
+    if not recipe.bench.profile:
+        return None
+    with meter.stage("profile"):
+        profiles, skipped = profile_artifacts(artifacts, np.ascontiguousarray(x, np.float32), threads, workdir,
+                                              progress.log)
+        (workdir / PROFILE_FILE).write_text(json.dumps(document(profiles), indent=1) + "\n")
+    return summary(profiles, skipped, PROFILE_FILE)
 
 
 def gate(recipe: Recipe, report: dict, baseline: dict | None) -> list[GateResult]:

@@ -337,6 +337,9 @@ class BenchSpec(Strict):
     # ... and at most this many GMACs per row for that pass, its three passes together: the default checks its
     # 1000 images, a 224² FocalNet-T (4.40 GMACs an image, measured) 151 (verify/serving.py consistency_count); null: no bound
     consistency_max_gmacs: float | None = Field(default=2000, gt=0)
+    # profile every requested artifact whose runtime edgefocal profiles, at batch 1, after verifying it: where
+    # its time goes per FocalNet part and op kind (verify/profile.py), into profile.json and a report.html chart
+    profile: bool = False
 
     @field_validator("batch_sizes")
     @classmethod

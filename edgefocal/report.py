@@ -206,10 +206,30 @@ def to_markdown(report: dict, gates: list[GateResult]) -> str:
     lines += serving_report.markdown(report)
     lines += layer_report.markdown(report)
     lines += stages_markdown(report)
+    if profiled := profile_lines(report):
+        lines += ["", "## Profile", ""] + [f"- {line}" for line in profiled]
     lines += precision_section(report.get("precision_plan"))
     if gates:
         lines += ["", "## Gates", ""] + [f"- {g.describe()}" for g in gates]
     return "\n".join(lines) + "\n"
+
+
+def profile_lines(report: dict) -> list[str]:
+    """`bench.profile`'s summary, a line per requested artifact: how much of its measured batch-1 time the profile
+    puts on named FocalNet parts, and the MAC ops' share and rate (report.md, report.html)."""
+    prof = report.get("profile") or {}
+    out = []
+    for a in prof.get("artifacts", []):
+        macs = a["mac_ops"]
+        rate = "" if macs.get("gmac_per_s") is None else f" at {macs['gmac_per_s']:.1f} GMAC/s"
+        load = "" if a.get("foreign_load") is None else f"; other processes took {a['foreign_load']:.0%} of the CPUs"
+        out.append(f"{a['label']}: {a['measured_ms']:.3f} ms at batch {a['batch']} (profiler total "
+                   f"{a['profiled_ms']:.3f} ms), {a['attributed_share']:.1%} of it on named FocalNet parts; MAC ops "
+                   f"{macs['share']:.1%}{rate}, other ops {a['other_ops']['share']:.1%}{load}")
+    out += [f"{s['label']}: not profiled — {s['reason']}" for s in prof.get("not_profiled", [])]
+    if prof.get("artifacts"):
+        out.append(f"every executed op, its kernel and precision: {prof['file']}")
+    return out
 
 
 def recovery_line(recover: dict | None) -> list[str]:

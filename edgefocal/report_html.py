@@ -13,7 +13,7 @@ from pathlib import Path
 from edgefocal.core import Row
 from edgefocal.gate import GateResult, from_dict
 from edgefocal.layer_report import html_section as layers_html
-from edgefocal.report import STAGES_HEADLINE, build_totals, stage_label, stages_table
+from edgefocal.report import STAGES_HEADLINE, build_totals, profile_lines, stage_label, stages_table
 from edgefocal.serving_report import html_section as serving_html
 from edgefocal.summary import by_batch, speedup_text, stability_text
 
@@ -181,6 +181,59 @@ def sensitivity_chart(rows: list[dict], top: int = 20) -> str:
     return _svg(fig)
 
 
+#: the part kinds in the profile chart's order (the FocalNet block's dataflow), each with its colour; others grey
+PART_COLOURS = {"stem": "#8c564b", "downsample": "#c49c94", "norm": "#9467bd", "f": "#1f77b4", "focal": "#aec7e8",
+                "focal act": "#17becf", "context": "#9edae5", "modulation": "#bcbd22", "h": "#2ca02c", "proj": "#98df8a",
+                "fc1": "#d62728", "act": "#ff9896", "fc2": "#ff7f0e", "residual": "#ffbb78", "pool": "#e377c2",
+                "head": "#f7b6d2", "model": "#7f7f7f"}
+UNATTRIBUTED_COLOUR, MAC_COLOUR, REST_COLOUR = "#d9d9d9", "#4c72b0", "#dd8452"
+
+
+def profile_chart(profile: dict) -> str:
+    """Per profiled artifact, two stacked bars of its batch-1 time (ms): by FocalNet part kind, with what no part
+    took (unattributed ops and the time the profiler does not see) in grey; and the ops that carry the MACs
+    against every other op. A bar is the measured time, or the profiler's total where that is larger."""
+    arts = profile["artifacts"][::-1]
+    fig = _figure((8.4, 1.4 + 1.0 * len(arts)))
+    labels = [a["label"] for a in arts]
+    basis = [max(a["measured_ms"], a["profiled_ms"]) for a in arts]
+    kinds = [k for k in PART_COLOURS if any(k in a["by_part_kind"] for a in arts)]
+    kinds += sorted({k for a in arts for k in a["by_part_kind"]} - set(kinds) - {"other"})
+    parts_ax, mac_ax = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+    left = [0.0] * len(arts)
+    for k in kinds:
+        widths = [a["by_part_kind"].get(k, 0.0) for a in arts]
+        parts_ax.barh(labels, widths, left=left, color=PART_COLOURS.get(k, "#7f7f7f"), label=k)
+        left = [x + w for x, w in zip(left, widths)]
+    parts_ax.barh(labels, [max(b - x, 0.0) for b, x in zip(basis, left)], left=left, color=UNATTRIBUTED_COLOUR,
+                  label="unattributed")
+    parts_ax.set_title("by FocalNet part kind", fontsize=9)
+    macs = [a["mac_ops"]["ms"] for a in arts]
+    mac_ax.barh(labels, macs, color=MAC_COLOUR, label="MAC ops\n(conv, matmul)")
+    mac_ax.barh(labels, [b - m for b, m in zip(basis, macs)], left=macs, color=REST_COLOUR, label="everything\nelse")
+    for i, a in enumerate(arts):
+        rate = a["mac_ops"].get("gmac_per_s")
+        mac_ax.text(macs[i] / 2, i, f"{a['mac_ops']['share']:.0%}" + (f", {rate:.0f} GMAC/s" if rate else ""),
+                    va="center", ha="center", fontsize=7, color="white")
+    mac_ax.set_title("MAC ops against the rest", fontsize=9)
+    mac_ax.set_xlabel("ms per inference at batch 1 (measured with the profiler off)")
+    for ax, ncol in ((parts_ax, 2), (mac_ax, 1)):
+        ax.legend(fontsize=6, ncol=ncol, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xlim(0, max(basis) * 1.02)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _profile(report: dict) -> str:
+    """The Profile section's lines (report.profile_lines); nothing for a build not profiled."""
+    lines = profile_lines(report)
+    if not lines:
+        return ""
+    return '<section id="profile"><h2>Profile</h2><ul>' + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + \
+        "</ul></section>"
+
+
 def stage_seconds(stages: list[dict]) -> str:
     """Each stage's wall seconds as a bar, in build order from the top, its peak RSS beside it: where the
     build's time (and memory) went."""
@@ -219,6 +272,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
         charts.append(("sensitivity", "INT8 sensitivity by FocalNet part", sensitivity_chart(plan["sensitivity"])))
     if report.get("stages"):
         charts.append(("stage-seconds", "Wall time per stage", stage_seconds(report["stages"])))
+    if (report.get("profile") or {}).get("artifacts"):
+        charts.append(("profile", "Where the time goes at batch 1 (per-op profile)", profile_chart(report["profile"])))
     base = report.get("baseline") or {}
     notes = [f"{k}: {v}" for k, v in (("reference", report["reference"]["device"]),
                                       ("eval", f"{report['eval']['name']} ({report['eval']['count']} images)"))]
@@ -231,6 +286,8 @@ def to_html(report: dict, gates: list[GateResult | dict] | None = None) -> str:
         body.append(layers)
     if stages := _stages(report):
         body.append(stages)
+    if profiled := _profile(report):
+        body.append(profiled)
     if gates:
         body += ["<h2>Gates</h2>", _gates(gates)]
     body += ["<h2>Charts</h2>"] + [f'<figure class="chart" id="{cid}"><figcaption>{html.escape(cap)}</figcaption>{svg}'

@@ -19,7 +19,7 @@ import torch
 from roundtrip import make_context
 
 from edgefocal.backends import Backend, get_backend, names
-from edgefocal.core import Artifact, Availability, Probe, Quantized
+from edgefocal.core import Artifact, Availability, ExecutedOp, Probe, Quantized
 from edgefocal.errors import BadInput
 
 
@@ -184,3 +184,17 @@ class BackendConformance:
             assert isinstance(times, dict) and times, f"{self.backend_name} profiles ops but measured none"
         if times is not None:
             assert times and all(isinstance(k, str) and float(v) >= 0 for k, v in times.items())
+
+    def test_profiler(self, backend, fp32_artifact, eval_batch):
+        """A backend that profiles gives a profiler that runs as a runner and lists executed ops; one that does
+        not gives None (`edgefocal profile` refuses its artifacts in one line)."""
+        profiler = backend.profiler(fp32_artifact.path, "fp32", self.threads)
+        assert (profiler is not None) == backend.profiles_ops
+        if profiler is None:
+            return
+        x = eval_batch[0][:1]
+        with profiler:
+            logits = np.asarray(profiler.infer(x))
+            ops = profiler.ops()
+        assert logits.shape == (1, eval_batch[1].shape[1]) and len(profiler.wall_ms) == 1
+        assert ops and sum(op.ms for op in ops) > 0 and all(isinstance(op, ExecutedOp) for op in ops)

@@ -119,3 +119,28 @@ def with_stages(report: dict, stages: dict = STAGES) -> dict:
 
     report.update(copy.deepcopy(stage_fields(stages)), seconds=stages["seconds"] + 0.4)
     return report
+
+
+#: report.json's "profile" (verify/profile.py summary) of a build run with --profile: two profiled artifacts
+PROFILE = {"file": "profile.json", "not_profiled": [{"label": "tensorrt int8", "reason": "edgefocal does not drive tensorrt's profiler"}],
+           "artifacts": [
+               {"label": "openvino int8", "artifact": "openvino/model_int8.xml", "batch": 1, "measured_ms": 0.9,
+                "profiled_ms": 0.85, "attributed_share": 0.93,
+                "mac_ops": {"name": "MAC ops", "ms": 0.4, "share": 0.444, "ops": 50, "macs": 4521728, "gmac_per_s": 11.3, "int8_ms": 0.38},
+                "other_ops": {"name": "other ops", "ms": 0.45, "share": 0.5, "ops": 110, "macs": 0, "gmac_per_s": None, "int8_ms": 0.0},
+                "by_stage": {"stem": 0.1, "stage 1": 0.2, "stage 2": 0.15, "stage 3": 0.25, "stage 4": 0.1, "head": 0.04, "other": 0.01},
+                "by_part_kind": {"stem": 0.08, "norm": 0.15, "f": 0.1, "focal": 0.05, "modulation": 0.07, "h": 0.05,
+                                 "proj": 0.05, "fc1": 0.1, "act": 0.04, "fc2": 0.08, "residual": 0.03, "head": 0.04, "other": 0.01}},
+               {"label": "onnxruntime int8 (U8S8 Q/DQ)", "artifact": "onnxruntime/model_int8_u8s8.onnx", "batch": 1,
+                "measured_ms": 1.1, "profiled_ms": 1.0, "attributed_share": 0.9,
+                "mac_ops": {"name": "MAC ops", "ms": 0.35, "share": 0.318, "ops": 39, "macs": 4521728, "gmac_per_s": 12.9, "int8_ms": 0.3},
+                "other_ops": {"name": "other ops", "ms": 0.65, "share": 0.59, "ops": 300, "macs": 0, "gmac_per_s": None, "int8_ms": 0.1},
+                "by_stage": {"stem": 0.1, "stage 1": 0.3, "stage 2": 0.2, "stage 3": 0.3, "stage 4": 0.08, "head": 0.02},
+                "by_part_kind": {"stem": 0.1, "norm": 0.2, "f": 0.1, "focal": 0.1, "focal act": 0.1, "modulation": 0.1,
+                                 "h": 0.04, "proj": 0.04, "fc1": 0.06, "act": 0.06, "fc2": 0.05, "head": 0.04, "model": 0.01}}]}
+
+
+def with_profile(report: dict) -> dict:
+    """The report of a build run with --profile (report["profile"], pipeline.profile_stage)."""
+    report["profile"] = copy.deepcopy(PROFILE)
+    return report

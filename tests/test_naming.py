@@ -6,7 +6,8 @@ import onnx
 import pytest
 
 from edgefocal.export import onnx_from_torch
-from edgefocal.naming import focalnet_label, module_of, roles
+from edgefocal.naming import (BY_CONSUMERS, BY_NAME, BY_PRODUCERS, OTHER, attribute, focalnet_label, module_of,
+                              module_of_op, part_kind, roles, stage_of)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,40 @@ def test_labels_in_focalnet_terms():
     assert focalnet_label("layers.1.blocks.0.mlp.fc2") == "stage 2 block 1 mlp fc2"
     assert focalnet_label("layers.1.blocks.0.modulation", "gates") == "stage 2 block 1 gate products"
     assert focalnet_label("stem.proj") == "stem conv"
+
+
+def test_executed_ops_are_attributed_by_name_then_by_the_graph():
+    """OpenVINO's shapes of it: a LayerNorm decomposed under the plugin's own names feeds only the norm's last
+    op; a reorder feeds only a conv; the head's bias add, named after the graph output, is fed only by head.fc, a
+    split only by the norm; an op both fed by two parts and feeding two stays unattributed."""
+    graph = {"input": [], "input/fq": ["input"], "Reorder_1": ["input/fq", "Const_1"],
+             "stem.proj/Conv": ["Reorder_1", "Const_2"], "ReduceMean_7": ["stem.proj/Conv"],
+             "Power_8": ["stem.proj/Conv", "ReduceMean_7"], "ReduceMean_9": ["Power_8"],
+             "stem.norm/Div": ["Power_8", "ReduceMean_9"], "Split_3": ["stem.norm/Div"],
+             "layers.0.blocks.0.modulation.f/Conv": ["Split_3"], "layers.0.blocks.0.mlp.fc1/Conv": ["Split_3"],
+             "Concat_4": ["layers.0.blocks.0.modulation.f/Conv", "layers.0.blocks.0.mlp.fc1/Conv"],
+             "layers.0.blocks.0.modulation.h/Conv": ["Concat_4"],
+             "head.fc/MatMul": ["Concat_4", "layers.0.blocks.0.modulation.h/Conv"], "logits": ["head.fc/MatMul", "Const_3"],
+             "logits/sink": ["logits"]}
+    named = {op: (module_of_op(op), BY_NAME) for op in graph if module_of_op(op) != OTHER}
+    found = attribute(graph, named)
+    assert found["ReduceMean_7"] == found["Power_8"] == found["ReduceMean_9"] == ("stem.norm", BY_CONSUMERS)
+    assert found["Reorder_1"] == found["input/fq"] == ("stem.proj", BY_CONSUMERS)
+    assert found["logits"] == ("head.fc", BY_PRODUCERS)
+    assert found["stem.norm/Div"] == ("stem.norm", BY_NAME)
+    assert found["Split_3"] == ("stem.norm", BY_PRODUCERS)
+    assert "Concat_4" not in found  # fed by f and fc1, feeding h and head.fc
+    assert found["logits/sink"] == ("head.fc", BY_PRODUCERS)  # placed once its producer was
+
+
+def test_part_kinds_and_stages():
+    kinds = {m: part_kind(m) for m in (
+        "stem.proj", "stem.norm", "layers.1.downsample.proj", "layers.1.downsample.norm", "layers.0.blocks.0.norm1",
+        "layers.0.blocks.0.modulation.f", "layers.0.blocks.0.modulation.focal_layers.1.0",
+        "layers.0.blocks.0.modulation.focal_layers.1.1", "layers.0.blocks.0.modulation.act",
+        "layers.0.blocks.0.modulation", "layers.0.blocks.0.modulation.h", "layers.0.blocks.0.mlp.fc1",
+        "layers.0.blocks.0.mlp.act", "layers.2.blocks.1", "norm", "head.global_pool.pool", "head.fc", "model", OTHER)}
+    assert list(kinds.values()) == ["stem", "norm", "downsample", "norm", "norm", "f", "focal", "focal act", "context",
+                                    "modulation", "h", "fc1", "act", "residual", "norm", "pool", "head", "model", OTHER]
+    assert [stage_of(m) for m in ("stem.proj", "layers.0.blocks.0.mlp.fc1", "layers.3.downsample.norm", "norm",
+                                  "head.fc", OTHER)] == ["stem", "stage 1", "stage 4", "head", "head", OTHER]

@@ -11,13 +11,14 @@ import pytest
 from edgefocal.baseline import compare_reports
 from edgefocal.recipe import Gates
 from edgefocal.report_html import write_html
-from sample_reports import edited, loaded, make_report, with_serving, with_stages
+from sample_reports import edited, loaded, make_report, with_profile, with_serving, with_stages
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
                                 "(apt-get install chromium; .ci/run installs it)")
 C0, C1 = (31, 119, 180), (255, 127, 14)  # matplotlib's first two colours: the bars of the before/after chart
 STAGE_GREEN = (85, 168, 104)  # the stage-seconds chart's bars
+MAC_BLUE, REST_ORANGE = (76, 114, 176), (221, 132, 82)  # the profile chart's MAC ops and everything else
 
 
 def external_references(page: str) -> list[str]:
@@ -93,4 +94,28 @@ def test_the_screenshot_shows_the_charts(page, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     assert (pixels.min(axis=1) < 200).mean() > 0.02  # not blank
     for colour in (C0, C1, STAGE_GREEN):  # the baseline's, this build's and the stages' bars were painted
+        assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 500, colour
+
+
+@pytest.fixture(scope="module")
+def profiled_page(tmp_path_factory):
+    """A build run with --profile: its Profile section and chart."""
+    return write_html(with_profile(loaded(make_report())), [], tmp_path_factory.mktemp("profiled"))
+
+
+def test_chromium_shows_the_profile_section_and_chart(profiled_page, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", profiled_page.as_uri()).stdout
+    section = dom.split('<section id="profile">')[1].split("</section>")[0]
+    items = re.findall(r"<li>(.*?)</li>", section)
+    assert items[0] == ("openvino int8: 0.900 ms at batch 1 (profiler total 0.850 ms), 93.0% of it on named FocalNet "
+                        "parts; MAC ops 44.4% at 11.3 GMAC/s, other ops 50.0%")
+    assert "tensorrt int8: not profiled — edgefocal does not drive tensorrt's profiler" in items
+    chart = dom.split('<figure class="chart" id="profile">')[1].split("</figure>")[0]
+    assert "Where the time goes at batch 1" in chart and chart.count("<path") > 50
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, "--window-size=1280,2400", f"--screenshot={shot}", profiled_page.as_uri())
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in (MAC_BLUE, REST_ORANGE):  # the MAC ops' and the rest's bars were painted
         assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 500, colour

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from edgefocal.core import Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.core import Artifact, Availability, BuildContext, OpProfiler, Probe, Quantized, Runner
 from edgefocal.errors import BadInput
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class Backend(abc.ABC):
     name: ClassVar[str]  # "openvino": the only place a runtime's name is spelt
     precisions: ClassVar[tuple[str, ...]]  # what `--precision` it takes
     extra: ClassVar[str]  # the pip extra that installs it: pip install 'edgefocal[<extra>]'
-    profiles_ops: ClassVar[bool] = False  # `op_times` measures on this machine
+    profiles_ops: ClassVar[bool] = False  # `op_times` and `profiler` measure on this machine
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -81,6 +81,11 @@ class Backend(abc.ABC):
     def op_times(self, artifact: Path, x: np.ndarray, threads: int | None = None) -> dict[str, float] | None:
         """Mean ms per inference of every executed op of `artifact` on batch `x`, named after the ops of the
         exported ONNX (naming.by_module maps them to torch modules); None where it cannot be profiled here."""
+        return None
+
+    def profiler(self, artifact: Path, precision: str, threads: int | None = None) -> OpProfiler | None:
+        """`artifact` run as its runner runs it, with the runtime's per-op profiler on (verify/profile.py:
+        `edgefocal profile`, `build --profile`); None where it cannot be profiled here."""
         return None
 
     def files(self, artifact: Path) -> list[Path]:

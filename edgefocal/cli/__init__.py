@@ -10,7 +10,7 @@ import sys
 
 from edgefocal.errors import BadInput, EdgefocalError
 
-COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine", "inspect", "predict", "history")
+COMMANDS = ("build", "compare", "matrix", "sensitivity", "doctor", "engine", "inspect", "predict", "profile", "history")
 
 
 def _module(command: str):

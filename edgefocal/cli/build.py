@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     b.add_argument("--coreml-compression", choices=("w8", "w8a8", "palettize", "sparse"),
                    help="coreml: what --precision int8 builds")
     b.add_argument("--require-engine", action="store_true", help="tensorrt: fail when no engine can be built here")
+    b.add_argument("--profile", action="store_true",
+                   help="profile every requested artifact at batch 1 after verifying it: profile.json and a chart")
     b.add_argument("--output", "-o", type=Path, help="output directory (replaced atomically)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or table")
     b.add_argument("--baseline", type=Path, help="gate against a previous build (its report.json or output directory)")
@@ -128,6 +130,8 @@ def overrides_from_args(args: argparse.Namespace) -> Overrides:
         o.set("model.trust_checkpoint", True, given("trust_checkpoint"))
     if args.require_engine:
         o.set("tensorrt.require_engine", True, given("require_engine"))
+    if args.profile:
+        o.set("bench.profile", True, given("profile"))
     if args.calibration:
         o.set("calibration", args.calibration, given("calibration", args.calibration))
     if args.calib_dir:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefocal.backends.base import Backend
-from edgefocal.core import Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.core import Artifact, Availability, BuildContext, OpProfiler, Probe, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
 
@@ -67,6 +67,11 @@ class OnnxRuntimeBackend(Backend):
         from edgefocal.backends.onnxruntime.profile import onnxruntime_op_times
 
         return onnxruntime_op_times(artifact, x, threads)
+
+    def profiler(self, artifact: Path, precision: str, threads: int | None = None) -> OpProfiler:
+        from edgefocal.backends.onnxruntime.profile import OnnxRuntimeProfiler
+
+        return OnnxRuntimeProfiler(artifact, threads)
 
     def package(self, ctx: BuildContext, precision: str, quantized: Quantized | None = None) -> list[Artifact]:
         self.check_precision(precision)

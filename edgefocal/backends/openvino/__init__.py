@@ -11,7 +11,7 @@ import numpy as np
 
 from edgefocal._deps import require
 from edgefocal.backends.base import Backend
-from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, Probe, Quantized, Runner
+from edgefocal.core import PRECISIONS, Artifact, Availability, BuildContext, OpProfiler, Probe, Quantized, Runner
 from edgefocal.plan import PrecisionPlan
 
 
@@ -129,6 +129,11 @@ class OpenVINOBackend(Backend):
 
         ov = require("openvino", "openvino")
         return openvino_op_times(ov.Core().read_model(str(artifact)), x, threads)
+
+    def profiler(self, artifact: Path, precision: str, threads: int | None = None) -> OpProfiler:
+        from edgefocal.backends.openvino.profile import OpenVINOProfiler
+
+        return OpenVINOProfiler(artifact, threads, "f32" if precision == "fp32" else None)
 
     def files(self, artifact: Path) -> list[Path]:
         return [artifact, artifact.with_suffix(".bin")] if artifact.with_suffix(".bin").exists() else [artifact]
