@@ -11,6 +11,19 @@ from edgefocal.core import Artifact, Availability, BuildContext, OpProfiler, Pro
 from edgefocal.plan import PrecisionPlan
 
 
+def session_options(threads: int | None = None):
+    """How edgefocal runs an ONNX file on the CPU: all graph optimizations, `threads` intra-op threads and one
+    inter-op thread; the verifying runner and the profiler share it, so the profile is of what was verified."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
 class OnnxRuntimeRunner(Runner):
     def __init__(self, artifact: Path, threads: int | None = None, label: str = "ONNX Runtime CPU"):
         super().__init__(artifact)
@@ -21,12 +34,8 @@ class OnnxRuntimeRunner(Runner):
 
     def load(self) -> None:
         import onnxruntime as ort
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.artifact), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.artifact), session_options(self.threads),
+                                            providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.device = f"{self.label} ({self.threads or 'all'} threads)"  # a reload (verify/compare.py) says it once
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefocal.backends.onnxruntime import session_options
 from edgefocal.backends.op_profile import GraphMacs, named, place_macs
 from edgefocal.core import ExecutedOp, OpProfiler
 from edgefocal.naming import OTHER, attribute
@@ -45,15 +46,11 @@ class OnnxRuntimeProfiler(OpProfiler):
         import onnxruntime as ort
 
         self.tmp = Path(tempfile.mkdtemp(prefix="edgefocal-ort-profile-"))  # not the cwd: a killed run left files there
-        opts = ort.SessionOptions()
+        opts = session_options(self.threads)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(self.tmp / "ort_profile")
         opts.optimized_model_filepath = str(self.tmp / "optimized.onnx")  # the graph that runs, for its wiring
         opts.log_severity_level = 3  # saving an NCHWc graph warns that it is for this machine only: it is
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.artifact), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 

@@ -136,13 +136,12 @@ def onnx_probe(target: str, qdq_model, fp32_path, threads: int | None = None):
     import onnx
     import onnxruntime as ort
 
+    from edgefocal.backends.onnxruntime import session_options
     from edgefocal.backends.onnxruntime.profile import onnxruntime_op_times
     from edgefocal.naming import by_module
 
     fp32 = onnx.load(str(fp32_path))
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
+    opts = session_options(threads)  # as the verifying runner runs the artifact
 
     def run(model, images):
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
