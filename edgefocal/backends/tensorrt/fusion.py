@@ -196,9 +196,9 @@ def _layernorm_spots(g: QDQGraph) -> list[Spot]:
     for n in g.nodes:
         dq = g.dq_of(n.input[0]) if n.op_type == "LayerNormalization" else None
         q = g.producer.get(dq.input[0]) if dq is not None else None
-        if q is None or q.op_type != "QuantizeLinear" or in_conv_partition(g, g.source(q.input[0])[0]):
+        src = g.source(q.input[0])[0] if q is not None and q.op_type == "QuantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or in_conv_partition(g, src):
             continue
-        src = g.source(q.input[0])[0]
         out.append(Spot("qdq-layernorm", n.name, g.part(n),
                         f"Q/DQ on the input of LayerNormalization, produced by {src.op_type if src else 'the input'} "
                         "rather than a conv; LayerNorm has no INT8 implementation",
