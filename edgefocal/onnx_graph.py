@@ -1,4 +1,4 @@
-"""Small ONNX graph helpers shared by the rewrites for OpenVINO (nchw_layernorm.py, conv_split.py)."""
+"""Small ONNX graph helpers shared by the graph rewrites (openvino/nchw_layernorm.py, conv_split.py)."""
 from __future__ import annotations
 
 

@@ -23,7 +23,7 @@ def ov_model_from_onnx(onnx_path: Path):
 
     import onnx
 
-    from edgefocal.backends.openvino.conv_split import split_convs
+    from edgefocal.backends.conv_split import split_convs
     from edgefocal.backends.openvino.nchw_layernorm import layernorm_on_channels
 
     ov = require("openvino", "openvino")

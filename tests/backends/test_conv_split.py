@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgefocal.backends.openvino.conv_split import split_convs
+from edgefocal.backends.conv_split import split_convs
 from edgefocal.export import onnx_from_torch
 from edgefocal.naming import module_of
 
