@@ -83,6 +83,12 @@ def module_of(node_name: str) -> str:
     return node_name.split("/", 1)[0]
 
 
+def made_from(node_name: str, names) -> bool:
+    """Whether a node is one of `names` or made from one by a graph rewrite, which names what it makes
+    `<original name>/<part>` (conv_split.py, pointwise_matmul.py)."""
+    return any(node_name == n or node_name.startswith(n + "/") for n in names)
+
+
 def weighted_role(module: str) -> str | None:
     for pattern, role in _WEIGHTED_ROLES:
         if re.search(pattern, module):

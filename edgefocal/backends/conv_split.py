@@ -1,10 +1,11 @@
-"""A Conv whose output is only split along the channels becomes one Conv per part, for OpenVINO.
+"""A Conv whose output is only split along the channels becomes one Conv per part, for OpenVINO and ONNX Runtime.
 
 FocalModulation's `f` is one conv whose 2C + L + 1 output channels are split into q, ctx and the L + 1
 gates. OpenVINO's CPU plugin runs that split with its reference kernel (`ref_bf16` in its profile;
 measured on focalnet_tiny_srf INT8 with 30 % of MACs pruned, batch 1: the same graph with three convs in
-place of conv + split ran 3–5 % faster). Each part's conv computes exactly the channels of its split
-output: same weights, same input, so the same INT8 input quantizer.
+place of conv + split ran 3–5 % faster). ONNX Runtime's Split of the channels-last MatMul output took 3 %
+of that model's unpruned INT8 time (onnxruntime/pointwise_matmul.py). Each part's conv computes exactly the
+channels of its split output: same weights, same input, so the same INT8 input quantizer.
 
 Hand-written on the ONNX graph, like nchw_layernorm.py, because every new node must carry the conv's own
 name as a prefix (`<conv name>/split<i>`): the precision plan's ignored scopes and the per-module profiles

@@ -1,5 +1,5 @@
-"""ONNX Runtime backend: the FP32 ONNX and the U8S8 Q/DQ INT8 ONNX (backends/onnxruntime/quantize.py), run on ORT's CPU
-provider."""
+"""ONNX Runtime backend: the FP32 ONNX and the U8S8 Q/DQ INT8 ONNX (backends/onnxruntime/quantize.py: its 1×1
+convs as MatMuls that ORT runs with uint8 inputs and float outputs), run on ORT's CPU provider."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,15 +59,25 @@ class OnnxRuntimeBackend(Backend):
             return Availability(False, False, f"onnxruntime does not import ({e})", "pip install onnxruntime (a core dependency of edgefocal)")
         return Availability(True, True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}")
 
+    def _float_model(self, ctx: BuildContext):
+        """The export rewritten for ORT's INT8 (quantize.float_model), once per build: the search's surgery
+        takes float weights from the model that was quantized."""
+        from edgefocal.backends.onnxruntime.quantize import float_model
+
+        cached = getattr(self, "_rewritten", None)
+        if cached is None or cached[0] != ctx.onnx_fp32:
+            self._rewritten = cached = (ctx.onnx_fp32, float_model(ctx.onnx_fp32))
+        return cached[1]
+
     def quantize(self, ctx: BuildContext, plan: PrecisionPlan, calibration: np.ndarray) -> Quantized:
         from edgefocal.backends.onnxruntime.quantize import quantize
 
-        return Quantized(quantize(ctx.onnx_fp32, plan, calibration))
+        return Quantized(quantize(self._float_model(ctx), plan, calibration))
 
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
         from edgefocal.backends.onnxruntime.surgery import onnx_probe
 
-        return onnx_probe(self.name, self.quantized(ctx, plan).model, ctx.onnx_fp32, ctx.num_threads)
+        return onnx_probe(self.name, self.quantized(ctx, plan).model, self._float_model(ctx), ctx.num_threads)
 
     def runner(self, artifact: Path, precision: str, threads: int | None = None) -> Runner:
         return OnnxRuntimeRunner(artifact, threads)

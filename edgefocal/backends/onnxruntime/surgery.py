@@ -10,6 +10,7 @@ from typing import Iterable
 
 from edgefocal.core import Probe
 from edgefocal.imagestore import batch_size
+from edgefocal.naming import made_from
 
 TRANSPARENT = ("Transpose", "Reshape")
 
@@ -23,14 +24,13 @@ def qdq_onnx_with_float(qdq_model, fp32_model, float_nodes: Iterable[str]):
     m.CopyFrom(qdq_model)
     wanted = set(float_nodes)
     g = m.graph
+    chosen = [n for n in g.node if made_from(n.name, wanted)]  # the rewrites' `<name>/<part>` nodes too
     producer = {o: n for n in g.node for o in n.output}
     fp_nodes = {n.name: n for n in fp32_model.graph.node}
     fp_inits = {i.name: i for i in fp32_model.graph.initializer}
     have = {i.name for i in g.initializer}
     changed = False
-    for node in g.node:
-        if node.name not in wanted:
-            continue
+    for node in chosen:
         for i, tensor in enumerate(node.input):
             reader, slot = node, i
             dq = producer.get(tensor)
@@ -44,8 +44,8 @@ def qdq_onnx_with_float(qdq_model, fp32_model, float_nodes: Iterable[str]):
                 reader.input[slot] = q.input[0]
             elif node.name in fp_nodes and i < len(fp_nodes[node.name].input):
                 node.input[i] = _float_weight(g, fp_inits, fp_nodes[node.name].input[i], have)
-    changed |= _restore_biases(g, [n for n in g.node if n.name in wanted], fp_nodes, fp_inits, have)
-    changed |= _unquantize_outputs(g, [n for n in g.node if n.name in wanted])
+    changed |= _restore_biases(g, chosen, fp_nodes, fp_inits, have)
+    changed |= _unquantize_outputs(g, chosen)
     if not changed:
         return None
     _remove_unused(g)
@@ -126,9 +126,10 @@ def _remove_unused(g) -> None:
     g.initializer.extend(inits)
 
 
-def onnx_probe(target: str, qdq_model, fp32_path, threads: int | None = None):
-    """A mixed-precision Probe (precision/search.py) over a Q/DQ ONNX, run and profiled in ONNX Runtime's CPU
-    provider (for TensorRT, ONNX Runtime stands in: the engine cannot run here)."""
+def onnx_probe(target: str, qdq_model, fp32, threads: int | None = None):
+    """A mixed-precision Probe (precision/search.py) over a Q/DQ ONNX and the FP32 ONNX it was quantized from
+    (both onnx.ModelProto), run and profiled in ONNX Runtime's CPU provider (for TensorRT, ONNX Runtime
+    stands in: the engine cannot run here)."""
     import tempfile
     from pathlib import Path
 
@@ -140,7 +141,6 @@ def onnx_probe(target: str, qdq_model, fp32_path, threads: int | None = None):
     from edgefocal.backends.onnxruntime.profile import onnxruntime_op_times
     from edgefocal.naming import by_module
 
-    fp32 = onnx.load(str(fp32_path))
     opts = session_options(threads)  # as the verifying runner runs the artifact
 
     def run(model, images):

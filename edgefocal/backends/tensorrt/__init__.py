@@ -108,9 +108,11 @@ class TensorRTBackend(Backend):
 
     def probe(self, ctx: BuildContext, plan: PrecisionPlan) -> Probe:
         """The Q/DQ ONNX run by ONNX Runtime, standing in for the engine (which cannot run in the search)."""
+        import onnx
+
         from edgefocal.backends.onnxruntime.surgery import onnx_probe
 
-        return onnx_probe(self.name, self.quantized(ctx, plan).model, ctx.onnx_fp32, ctx.num_threads)
+        return onnx_probe(self.name, self.quantized(ctx, plan).model, onnx.load(str(ctx.onnx_fp32)), ctx.num_threads)
 
     def runner(self, artifact: Path, precision: str, threads: int | None = None) -> Runner:
         return TensorRTRunner(artifact) if artifact.suffix == ".engine" else QDQProxyRunner(artifact, threads)

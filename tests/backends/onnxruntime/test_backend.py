@@ -27,9 +27,8 @@ def test_int8_agrees_with_fp32(ctx, fmnist_eval):
 
 def test_int8_is_u8s8_and_follows_the_plan(ctx):
     """ORT's fast x86 flavour: uint8 activations with zero points, int8 symmetric per-channel weights; the
-    plan's float parts (depthwise focal convs, head) keep float weights and compute in float (their input
-    may still carry the INT8 rounding of an upstream conv's quantized output: ORT's QLinearConv fusion
-    quantizes conv outputs)."""
+    plan's float parts (depthwise focal convs, head) keep float weights and compute in float, on the float
+    outputs of the INT8 MatMuls before them (pointwise_matmul.py)."""
     model = onnx.load(str(build("onnxruntime", "int8", ctx)[-1].path))
     inits = {i.name: i for i in model.graph.initializer}
     zp_types = {inits[n.input[2]].data_type for n in model.graph.node
