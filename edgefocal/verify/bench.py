@@ -43,7 +43,8 @@ def round_order(names: list[str], round_index: int) -> list[str]:
     peers.py's line-up on the 30 %-pruned default (torch, edgefocal's OpenVINO INT8, two ONNX Runtime
     sessions, plain NNCF's IR, ...; 2 threads, 3 runs of 5 rounds each): the IR in the slot after torch took
     0.99× the time of the IR in plain NNCF's slot when it was edgefocal's and 1.20× when it was plain
-    NNCF's, so the same IR was ~10 % slower in the first slot; side by side alone, edgefocal's is 0.90×."""
+    NNCF's, so the same IR was ~10 % slower in the first slot (side by side alone, edgefocal's is 0.90×).
+    Rotated: 0.94× and 1/1.13 = 0.88×."""
     first, others = names[:1], names[1:]
     shift = round_index % len(others) if others else 0
     return first + others[shift:] + others[:shift]
