@@ -233,7 +233,7 @@ def main(argv=None) -> int:
     lines = header("INT8 against the peers") + [
         "Agreement: fraction of eval images whose top-1 class equals torch FP32's; top-1 drop in points. "
         "Latency: batch 1, p50 over interleaved rounds, all artifacts and the torch reference in the same "
-        "process and run; \"per round\" is the lowest and highest speedup of the 5 rounds taken one at a time, "
+        "process and run, the artifacts' order rotated every round (a slot's time depends on what ran before it); \"per round\" is the lowest and highest speedup of the 5 rounds taken one at a time, "
         "how far this shared machine moved it during the run. TensorRT's Q/DQ ONNX runs in ONNX Runtime here "
         "(no TensorRT): its latency is not an engine's.", ""]
     for title in CASES:

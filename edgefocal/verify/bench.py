@@ -29,11 +29,25 @@ class _Rounds:
 
     def run(self, runners: dict[str, Runner], x: np.ndarray, repeats: int, probe: ForeignLoad, advance) -> None:
         probe.start()
-        for name, runner in runners.items():
-            self.samples[name].append(runner.timed_infer(x, repeats))
+        for name in round_order(list(runners), len(self.foreign)):
+            self.samples[name].append(runners[name].timed_infer(x, repeats))
             if advance:
                 advance(1)
         self.foreign.append(probe.stop())
+
+
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The order runners are timed in during round `round_index`: the first (the reference) first, then the
+    others rotated by one place per round, so that no runner always holds the same slot. A slot's time
+    depends on what ran before it (caches, the previous runtime's threads still spinning). Measured with
+    peers.py's line-up on the 30 %-pruned default (torch, edgefocal's OpenVINO INT8, two ONNX Runtime
+    sessions, plain NNCF's IR, ...; 2 threads, 3 runs of 5 rounds each): the IR in the slot after torch took
+    0.99× the time of the IR in plain NNCF's slot when it was edgefocal's and 1.20× when it was plain
+    NNCF's, so the same IR was ~10 % slower in the first slot (side by side alone, edgefocal's is 0.90×).
+    Rotated: 0.94× and 1/1.13 = 0.88×."""
+    first, others = names[:1], names[1:]
+    shift = round_index % len(others) if others else 0
+    return first + others[shift:] + others[:shift]
 
 
 def _judge(rounds: _Rounds, reference: str, policy: StabilityPolicy, need: int) -> dict[str, dict]:

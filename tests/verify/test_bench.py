@@ -108,3 +108,42 @@ def test_the_benchmark_times_a_heavy_model_with_the_bounded_runs():
     res = bench.benchmark(runners, SAMPLE, [1, 8], warmup=10, iterations=50, rounds=5, gmacs_per_image=4.4,
                           max_gmacs=300)
     assert len(res["art"][1]["samples_ms"]) == 50 and len(res["art"][8]["samples_ms"]) == 10
+
+
+def test_the_runners_after_the_reference_take_every_slot_in_turn():
+    names = ["ref", "a", "b", "c"]
+    orders = [bench.round_order(names, i) for i in range(3)]
+    assert all(order[0] == "ref" and sorted(order) == sorted(names) for order in orders)
+    for slot in range(1, 4):
+        assert sorted(order[slot] for order in orders) == ["a", "b", "c"]
+    assert bench.round_order(["ref"], 5) == ["ref"]
+
+
+class AfterFirst(Runner):
+    """2 ms when timed right after `first` (whose threads still hold a core), 1 ms otherwise."""
+
+    last: list[str] = []
+
+    def __init__(self, name, first="ref"):
+        super().__init__()
+        self.name, self.first = name, first
+
+    def load(self):
+        pass
+
+    def infer(self, x):
+        return x
+
+    def timed_infer(self, x, repeats):
+        ms = 2.0 if AfterFirst.last[-1:] == [self.first] else 1.0
+        AfterFirst.last.append(self.name)
+        return [ms] * repeats
+
+
+def test_two_equal_runners_measure_equal_although_one_is_listed_right_after_the_reference(monkeypatch):
+    monkeypatch.setattr(bench, "ForeignLoad", lambda: ScriptedLoad(lambda i: 0.0))
+    AfterFirst.last = []
+    runners = {name: AfterFirst(name) for name in ("ref", "a", "b")}
+    res = bench.benchmark(runners, SAMPLE, [1], warmup=0, iterations=8, rounds=4)
+    assert res["a"][1]["p50"] == res["b"][1]["p50"]
+    assert res["a"][1]["round_medians_ms"] == [2.0, 1.0, 2.0, 1.0]
