@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = """
 calibration: {source: fashion-mnist, split: train, size: 64}
 eval: {source: fashion-mnist, split: test, size: 300}
-bench: {batch_sizes: [1, 4], warmup: 1, iterations: 3, rounds: 1}
+bench: {batch_sizes: [1, 4], warmup: 1, iterations: 3, rounds: 1, cold_start_runs: 1}  # serving's figures: test_serving.py
 quantize: {target_agreement: null}  # the mixed-precision search has tests of its own
+gates: {max_latency_rounds: 1}  # no re-measuring on this busy machine: latency stability has tests of its own
 """
 
 
@@ -219,8 +220,8 @@ def test_pruned_build_reports_what_pruning_cost(tmp_path, capsys):
     """Pruning's share and INT8's share are reported and bounded apart: a pruning bound no pruning can meet fails
     the build, naming pruning's share, while INT8's share (vs the pruned FP32 model) passes its own gate."""
     out, recipe = tmp_path / "pruned", tmp_path / "pruned.yaml"
-    recipe.write_text(FAST + "gates: {prune_max_top1_drop: 1.0, prune_min_agreement: 0.9999, min_agreement: 0.98}\n"
-                      "prune: {recover_steps: 50, recover_images: 800}\n")
+    recipe.write_text(FAST.replace("gates: {", "gates: {prune_max_top1_drop: 1.0, prune_min_agreement: 0.9999, "
+                                   "min_agreement: 0.98, ") + "prune: {recover_steps: 50, recover_images: 800}\n")
     assert run("build", "--recipe", recipe, "--target", "openvino", "--prune", "channels:0.3", "--calib-size", 300,
                "--batch-sizes", "1", "--output", out) == 1
     assert "prune_min_agreement for torch fp32 (pruned)" in (err := capsys.readouterr().err)
