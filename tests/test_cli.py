@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import xml.etree.ElementTree as ET
@@ -172,22 +170,6 @@ def test_doctor_lists_every_target(capsys):
 def test_debug_shows_the_traceback(fast_recipe, tmp_path):
     with pytest.raises(Exception, match="unknown target"):
         main(["--debug", "build", "--recipe", str(fast_recipe), "--target", "nope", "--output", str(tmp_path / "o")])
-
-
-@pytest.mark.slow
-def test_module_entry_point_default_build_meets_the_bars(tmp_path):
-    """`python -m edgefocal build` with no arguments, as the README says: the full 10k test split."""
-    proc = subprocess.run([sys.executable, "-m", "edgefocal", "build", "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=1800)  # the serving stage (cold start in child processes, batch-1 pass) adds minutes on a loaded machine
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "edgefocal: edgefocal-fmnist" in proc.stdout
-    report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["eval"]["count"] == 10000
-    for row in (r for r in report["rows"] if r.get("requested")):
-        assert row["top1_drop"] <= 0.2 and row["agreement"] >= 0.995, row["label"]  # the default build's bar
-    search = report["precision_plan"]["mixed_precision"]
-    assert search["validation"]["images"] == 1000 and search["seconds"] < 300  # confirmed on ≥ 500 held-out images
-    assert search["target_agreement"] < 0.999 and search["selection"]["images"] >= 842 and not search["warnings"]
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None, reason="TensorRT is present")
