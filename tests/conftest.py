@@ -26,11 +26,18 @@ def _tensorrt_reason() -> str | None:
 
 def pytest_configure(config):
     """ModelOpt probes `import tensorrt` once, when first imported, and keeps the answer: let that happen
-    before any test puts a fake tensorrt (tests/backends/tensorrt/trt_fakes.py) into sys.modules."""
+    before any test puts a fake tensorrt (tests/backends/tensorrt/trt_fakes.py) into sys.modules.
+
+    Under `-n 2 --dist loadfile` xdist hands out whole files, by default the files with the most tests
+    first (--loadscope-reorder): the files of real builds hold few tests, so they came last and one
+    worker ran the README commands for minutes while the other had nothing left. The order of
+    `pytest_collection_modifyitems` below (files with a slow test first) is kept instead."""
     try:
         importlib.import_module("modelopt.onnx.trt_utils")
     except ImportError:
         pass
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist is installed
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,6 +50,10 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in reasons.items():
             if reason and item.get_closest_marker(marker) is not None:  # not keywords: folders are named tensorrt
                 item.add_marker(pytest.mark.skip(reason=reason))
+    # the longest files first, so that the two xdist workers end together (a stable sort: the order within each
+    # group stays pytest-randomly's or the files')
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")

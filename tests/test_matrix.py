@@ -295,8 +295,9 @@ def test_chromium_follows_every_link_to_an_existing_chart(linked, tmp_path):
 TINY = """targets: [onnxruntime]
 calibration: {source: fashion-mnist, split: train, size: 32}
 eval: {source: fashion-mnist, split: test, size: %d}
-bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1}
+bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1, cold_start_runs: 1}
 quantize: {target_agreement: null}
+gates: {max_latency_rounds: 1}
 """
 RUN = "import sys; from edgefocal.matrix import run_matrix; run_matrix([sys.argv[1]], sys.argv[2], log=print)"
 

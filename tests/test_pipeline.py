@@ -19,6 +19,7 @@ from edgefocal.verify.compare import REFERENCE, artifact_subject, torch_subjects
 
 SMALL = {"targets": ["openvino"], "calibration.size": 32, "eval.size": 100,
          "bench.batch_sizes": [1], "bench.iterations": 3, "bench.rounds": 1, "bench.warmup": 1,
+         "bench.cold_start_runs": 0, "gates.max_latency_rounds": 1,  # serving and latency have tests of their own
          "quantize.target_agreement": None}
 
 

@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = """targets: [onnxruntime]
 calibration: {source: fashion-mnist, split: train, size: 32}
 eval: {source: fashion-mnist, split: test, size: 100}
-bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1}
+bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1, cold_start_runs: 0}
 quantize: {target_agreement: null}
+gates: {max_latency_rounds: 1}
 """
 # the precision search on, over few images: its first step (quantizing the probes) runs ONNX Runtime for seconds
 SEARCH = TINY.replace("quantize: {target_agreement: null}",

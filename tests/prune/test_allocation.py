@@ -20,6 +20,8 @@ calibration: {source: fashion-mnist, split: train, size: 64}
 eval: {source: fashion-mnist, split: test, size: 100}
 bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1, cold_start_runs: 0}
 quantize: {target_agreement: null}  # the search is reproducible on its own (latency_cost: macs) and takes minutes
+prune: {recover_steps: 50, recover_images: 800}  # recovery runs, under load too, in fewer steps than the default 600
+gates: {max_latency_rounds: 1}
 """
 
 
