@@ -37,7 +37,7 @@ def quantize(fp32: onnx.ModelProto, plan: PrecisionPlan, calibration: np.ndarray
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(fp32, str(source))
-        _quantize_static(source, out, calibration, excluded, op_types)
+        _quantize_static(source, fp32.graph.input[0].name, out, calibration, excluded, op_types)
         return onnx.load(str(out))
 
 
@@ -50,11 +50,11 @@ def plan_nodes(model: onnx.ModelProto, plan: PrecisionPlan, int8: bool) -> set[s
             if n.name in named or (n.op_type in WEIGHTED_OPS and made_from(n.name, named))}
 
 
-def _quantize_static(fp32: Path, out: Path, calibration: np.ndarray, excluded: list[str], op_types: list[str]) -> None:
+def _quantize_static(fp32: Path, input_name: str, out: Path, calibration: np.ndarray, excluded: list[str],
+                     op_types: list[str]) -> None:
     """`excluded` is every node outside the plan's INT8 parts, `op_types` are those parts' op types: left
     alone, ORT also quantizes every Transpose, Split, Slice and Add it can, which the plan keeps float."""
     import onnxruntime.quantization as q
-    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):

@@ -9,6 +9,7 @@ from typing import Iterable
 from edgefocal.backends.onnxruntime.surgery import TRANSPARENT, _cached
 from edgefocal.core import Probe
 from edgefocal.imagestore import batch_size
+from edgefocal.naming import made_from
 
 
 def ov_with_float(ov_int8, ov_fp32, float_nodes: Iterable[str]):
@@ -25,7 +26,7 @@ def ov_with_float(ov_int8, ov_fp32, float_nodes: Iterable[str]):
         name = op.get_friendly_name()
         if not name.startswith(prefixes) or op.get_type_name() in ("FakeQuantize", "Constant"):
             continue
-        if not any(name == p or name.startswith(p + "/") for p in prefixes):
+        if not made_from(name, prefixes):
             continue
         for i, port in enumerate(op.inputs()):
             src = port.get_source_output().get_node()
