@@ -131,8 +131,9 @@ def auto_target_agreement(gate: float, decided_on: int, z: float = Z) -> float:
     """The agreement to aim for on the `decided_on` images so that the model's agreement is at the gate
     about 19 times in 20: the gate plus z standard errors of an agreement measured on that many images
     (at the gate's flip rate). It comes from the images the search decides on, never a fixed 0.9999: on
-    32 images no target tells INT8 noise from a real loss (decision_count says how many it takes)."""
-    return gate + z * (gate * (1 - gate) / max(decided_on, 1)) ** 0.5
+    32 images no target tells INT8 noise from a real loss (decision_count says how many it takes). At most 1:
+    on a few dozen images the formula passes 1 (1.018 on 25 at a 0.995 gate), an agreement no model can have."""
+    return min(1.0, gate + z * (gate * (1 - gate) / max(decided_on, 1)) ** 0.5)
 
 
 def decision_count(gate: float, z: float = Z, ceiling: float = MAX_TARGET) -> int | None:

@@ -169,6 +169,7 @@ def test_the_target_comes_from_the_images_decided_on():
     assert 800 < need < 900
     assert auto_target_agreement(0.995, need) <= 0.999 < auto_target_agreement(0.995, need - 1)
     assert decision_count(0.999) is None and decision_count(0.99) < need
+    assert auto_target_agreement(0.995, 600) < 1.0 == auto_target_agreement(0.995, 25)  # 1.018 uncapped: never above 1
 
 
 def _spec(**kw):
