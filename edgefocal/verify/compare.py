@@ -15,6 +15,7 @@ from edgefocal.outputs import artifact_size
 from edgefocal.progress import Progress
 from edgefocal.core import Artifact, Row, Runner
 from edgefocal.verify.bench import benchmark, row_fields
+from edgefocal.heap import release_freed_memory
 from edgefocal.verify.evaluate import predict
 from edgefocal.metrics import compare
 
@@ -99,6 +100,7 @@ def _evaluated(subject: Subject, images, advance) -> np.ndarray:
         subject.row.eval_seconds = round(time.perf_counter() - started, 2)
     finally:
         runner.close()
+        release_freed_memory()  # or the next runner's buffers come on top of this one's freed, fragmented heap
     return logits
 
 
