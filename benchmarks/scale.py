@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this
 from common import header, write  # noqa: E402
 
 from edgefocal.recipe import REPO_ROOT, load_recipe, set_dotted  # noqa: E402
+from edgefocal.stages import tree_and_root_rss  # noqa: E402
 
 OUT = Path(__file__).with_suffix(".md")
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "default.yaml"
@@ -135,25 +136,6 @@ def shown(command: list[str], workdir: Path) -> str:
 
 # --- one build, measured from outside ---
 
-def tree_rss(proc) -> tuple[int, int]:
-    """(summed RSS of `proc` and its descendants, RSS of `proc`) in bytes; processes gone meanwhile count 0."""
-    import psutil
-
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0, 0
-    total = main = 0
-    for p in procs:
-        try:
-            rss = p.memory_info().rss
-        except psutil.Error:
-            continue
-        total += rss
-        main = rss if p.pid == proc.pid else main
-    return total, main
-
-
 def run_measured(command: list[str], log: Path, timeout_s: float | None) -> tuple[int | None, float, float, float]:
     """(exit code or None at the timeout, wall seconds, peak tree RSS MB, peak build-process RSS MB)."""
     import psutil
@@ -165,7 +147,7 @@ def run_measured(command: list[str], log: Path, timeout_s: float | None) -> tupl
         proc = psutil.Process(popen.pid)
         code: int | None = None
         while True:
-            tree, main = tree_rss(proc)
+            tree, main = tree_and_root_rss(proc)
             peak_tree, peak_main = max(peak_tree, tree), max(peak_main, main)
             try:
                 code = popen.wait(timeout=SAMPLE_S)
@@ -361,7 +343,8 @@ def render(args, results: dict[str, list[Build]], plot_path: Path, workdir: Path
         "Each build is `python -m edgefocal build` in a process of its own, run one after another. **Wall time** "
         "is that process's, start to exit. **Peak RSS, process tree** is the largest sum of the resident memory "
         f"of the build process and all its descendants (the serving stage's fresh processes), sampled every "
-        f"{SAMPLE_S} s: pages shared between processes count once per process, and a spike shorter than the "
+        f"{SAMPLE_S} s: pages shared between processes count once per process (a fork of the build not yet "
+        "exec'd, as OpenVINO's telemetry makes, counts only its own pages), and a spike shorter than the "
         "sampling interval can be missed. **× the N-image build** divides it by the same model's build on "
         "the smallest eval set of this run. Per-stage figures are the build's own, read from its report.json.", "",
         f"Data: Fashion-MNIST PNG ImageFolders written once for this run to a temporary directory ($SCALE, "

@@ -8,7 +8,6 @@ free page of every heap to the kernel."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 
@@ -18,8 +17,9 @@ def release_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # glibc only: musl has no malloc_trim
+        # the symbols this process already loaded: ctypes.util.find_library would fork ldconfig each call, and
+        # a forked child of a gigabytes-large build counts its copy-on-write pages in the sampled tree
+        trim = ctypes.CDLL(None).malloc_trim  # glibc only: musl has no malloc_trim
     except (OSError, AttributeError):
         return False
     trim.argtypes = [ctypes.c_size_t]

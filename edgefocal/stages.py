@@ -18,8 +18,9 @@ in MiB (2**20 bytes, as the serving figures are). Two sources; the larger stands
   samples, though of one process at a time, never of the sum.
 
 Limits: a peak of the *sum* shorter than the interval can be missed (the floor bounds it from below by its
-largest single process); RSS counts a shared page (a library, a fork's copy-on-write pages) once per process
-that maps it, so the sum can exceed the memory in use; GPU memory is not in it; a reaped child's high-water
+largest single process); RSS counts a shared page (a library) once per process that maps it, so the sum can
+exceed the memory in use, except for a fork of the build that has not exec'd, whose unique pages alone count
+(`tree_and_root_rss`); GPU memory is not in it; a reaped child's high-water
 mark counts in the stage that reaps it, and one at or below the build process's own is not counted (a child
 exec'd straight from the build, not forked by a small shell as verify/serving.py `fresh_command` does,
 inherits the build's mark: Linux carries it across execve).
@@ -43,17 +44,26 @@ MIB = 2 ** 20
 
 def tree_rss(process: psutil.Process) -> int:
     """Bytes resident in `process` and all its descendants, summed; one that exits meanwhile counts 0."""
+    return tree_and_root_rss(process)[0]
+
+
+def tree_and_root_rss(process: psutil.Process) -> tuple[int, int]:
+    """(bytes resident in `process` and all its descendants, in `process` alone). A descendant that is a fork
+    of `process` not yet exec'd (same command line) counts its unique pages only: until it writes them, its
+    pages are the root's, counted already. OpenVINO's and NNCF's telemetry fork the whole build for every
+    event it sends (34 forks in one 224² build), which summed the build twice at random moments."""
     try:
-        procs = [process, *process.children(recursive=True)]
+        procs, root = process.children(recursive=True), process.cmdline()
+        own = process.memory_info().rss
     except psutil.Error:
-        procs = [process]
-    total = 0
+        return 0, 0
+    total = own
     for p in procs:
         try:
-            total += p.memory_info().rss
+            total += p.memory_full_info().uss if p.cmdline() == root else p.memory_info().rss
         except psutil.Error:  # exited, a zombie, or not ours to read
             pass
-    return total
+    return total, own
 
 
 def rusage_peaks() -> tuple[int, int]:
