@@ -30,6 +30,12 @@ def batch_size(image_shape: tuple[int, ...]) -> int:
     return max(1, min(MAX_BATCH, BATCH_PIXELS // (int(height) * int(width))))
 
 
+def rows_of(images, start: int, stop: int):
+    """Rows [start, stop) of an array, or of an ImageStore without reading them (a view of the same file):
+    slicing a store reads the rows into memory, 301 MB for 500 images at 224²."""
+    return images.rows(start, stop) if isinstance(images, ImageStore) else images[start:stop]
+
+
 class ImageStore:
     """Read-only float32 NCHW images in an .npy file; sliced like an array (contiguous slices and index
     arrays), each read returning a new in-memory array of just those rows."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edgefocal.core import NOMINAL_MACS_PER_SECOND, Probe
+from edgefocal.imagestore import rows_of
 from edgefocal.plan import PrecisionPlan
 from edgefocal.precision.policy import plan_precision
 from edgefocal.metrics import agreement, mean_kl
@@ -187,7 +188,7 @@ class SearchSets:
                             f"≤ {MAX_TARGET}: calibrate from a source with more images than calibration.size, or "
                             "raise quantize.selection_size")
         held = held_of(decide_n + held_n - cut)
-        decide, confirm = _rows(held, 0, decide_n), _rows(held, decide_n, len(held))
+        decide, confirm = rows_of(held, 0, decide_n), rows_of(held, decide_n, len(held))
         if len(confirm) < MIN_CONFIRMATION:
             warnings.append(f"the choice is confirmed on {len(confirm)} held-out images (fewer than "
                             f"{MIN_CONFIRMATION}): raise quantize.validation_size or use a larger calibration source")
@@ -199,11 +200,6 @@ class SearchSets:
         scan = (np.asarray(decide[:scan_n]), decide_logits[:scan_n])
         return cls(scan, (decide, decide_logits), (confirm, logits_of(confirm)), float(target),
                    trial_count(decide_n, macs_per_image, trial_probes or probes, spec.search_seconds), warnings)
-
-
-def _rows(images, start: int, stop: int):
-    """Rows [start, stop) without reading them when `images` is an ImageStore (imagestore.py)."""
-    return images.rows(start, stop) if hasattr(images, "rows") else images[start:stop]
 
 
 def choose(probes: list[Probe], plan: PrecisionPlan, onnx_model, selection: tuple[np.ndarray, np.ndarray],

@@ -16,6 +16,7 @@ from edgefocal.progress import Progress
 from edgefocal.core import Artifact, Row, Runner
 from edgefocal.verify.bench import benchmark, row_fields
 from edgefocal.heap import release_freed_memory
+from edgefocal.imagestore import rows_of
 from edgefocal.verify.evaluate import predict
 from edgefocal.metrics import compare
 
@@ -83,7 +84,7 @@ def _eval_images(subject: Subject, images, unrequested: int | None):
     row.eval_images = unrequested
     row.notes.append(f"accuracy on the first {unrequested} of {len(images)} eval images: not requested, so not "
                      f"gated (bench.unrequested_images)")
-    return images[:unrequested]
+    return rows_of(images, 0, unrequested)  # a view: read a batch at a time, as the whole set is
 
 
 def _evaluated(subject: Subject, images, advance) -> np.ndarray:

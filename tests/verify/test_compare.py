@@ -180,3 +180,19 @@ def test_each_runner_evaluates_alone_then_all_are_timed_together():
     rows = verify(subjects, IMAGES, LABELS, BENCH)
     assert seen == {"eval": 1, "benchmark": 4} and live == set()
     assert all(r.agreement == 1.0 and r.eval_seconds is not None for r in rows)
+
+
+def test_an_unrequested_artifact_reads_its_first_images_a_batch_at_a_time(tmp_path):
+    """The FP32 artifacts of an INT8 build are checked on the first bench.unrequested_images: from a store, as
+    a view of those rows, never read whole (500 images at 224² held 301 MB per FP32 artifact through verify)."""
+    from edgefocal.imagestore import ImageStore, write_store
+    from edgefocal.verify.compare import _eval_images
+
+    x = np.arange(20 * 16, dtype=np.float32).reshape(20, 1, 4, 4)
+    store = write_store(tmp_path / "eval.npy", (1, 4, 4), len(x), [x])
+    subject = Subject(Row("openvino fp32", "openvino", "fp32", path="openvino/model_fp32.xml", requested=False), None)
+    first = _eval_images(subject, store, unrequested=8)
+    assert isinstance(first, ImageStore) and len(first) == 8 and subject.row.eval_images == 8
+    np.testing.assert_array_equal(first[:], x[:8])
+    requested = Subject(Row("openvino int8", "openvino", "int8", path="openvino/model_int8.xml", requested=True), None)
+    assert _eval_images(requested, store, unrequested=8) is store
