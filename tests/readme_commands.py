@@ -68,14 +68,6 @@ def readme_env(summary: Path) -> dict:
 
 
 def _run(command: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    import time; t0 = time.time()
-    try:
-        return _run0(command, cwd, env)
-    finally:
-        open("/tmp/readme_timing.txt", "a").write(f"{time.time() - t0:7.1f} s  {command}\n")
-
-
-def _run0(command: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
