@@ -53,12 +53,15 @@ def tree_and_root_rss(process: psutil.Process) -> tuple[int, int]:
     pages are the root's, counted already. OpenVINO's and NNCF's telemetry fork the whole build for every
     event it sends (34 forks in one 224² build), which summed the build twice at random moments."""
     try:
-        procs, root = process.children(recursive=True), process.cmdline()
-        own = process.memory_info().rss
-    except psutil.Error:
+        own, root = process.memory_info().rss, process.cmdline()
+    except psutil.Error:  # the root itself has exited
         return 0, 0
+    try:
+        children = process.children(recursive=True)
+    except psutil.Error:
+        children = []
     total = own
-    for p in procs:
+    for p in children:
         try:
             total += p.memory_full_info().uss if p.cmdline() == root else p.memory_info().rss
         except psutil.Error:  # exited, a zombie, or not ours to read
