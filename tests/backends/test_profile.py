@@ -87,12 +87,14 @@ def test_int8_kernels_are_told_from_float_ones(target, artifacts):
 
 
 def test_openvino_places_its_own_ops_by_the_graph(artifacts):
-    """The plugin decomposes the channel LayerNorms into ops named by its own counter (ReduceMean_9838); the
-    head's matmul and bias run as one FullyConnected, named after the head's node (backends/openvino keeps the
-    output op's ONNX name) and counted with the head's MACs."""
+    """The plugin decomposes the FP32 IR's channel LayerNorms (MVN) into ops named by its own counter
+    (ReduceMean_9838; the INT8 IR's norms run as named NormalizeL2 ops instead); the head's matmul and bias run
+    as one FullyConnected, named after the head's node (backends/openvino keeps the output op's ONNX name) and
+    counted with the head's MACs."""
     ops, _ = profiled("openvino", artifacts[("openvino", "int8")], "int8")
     (head,) = [op for op in ops if op.kind.startswith("FullyConnected")]
     assert head.name.startswith("head.fc/") and head.module == "head.fc" and head.macs == 256 * 10
+    ops, _ = profiled("openvino", artifacts[("openvino", "fp32")], "fp32")
     decomposed = [op for op in ops if op.name.startswith("ReduceMean_")]
     assert decomposed and all(op.attributed_by == BY_CONSUMERS and op.module.endswith(("norm", "norm1", "norm2"))
                               for op in decomposed), [(op.name, op.module) for op in decomposed]

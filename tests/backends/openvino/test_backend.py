@@ -84,14 +84,17 @@ def _fed_by_fake_quantize(op, index: int = 0, through=("Convert", "Reshape")) ->
 
 
 def test_ir_normalizes_over_channels_without_transposes(ctx):
-    """The LayerNorms run over the channel axis (nchw_layernorm.py): no Transpose is left in the IR, and
-    the norms stay float as the plan says."""
+    """The LayerNorms run over the channel axis (nchw_layernorm.py): no Transpose is left in the IR, the FP32
+    IR's norms are MVNs, the INT8 IR's NormalizeL2s (normalize_l2.py), and the norms stay float as the plan
+    says."""
     import openvino as ov
 
     for artifact in build("openvino", "int8", ctx):
         model = ov.Core().read_model(str(artifact.path))
         types = [op.get_type_name() for op in model.get_ordered_ops()]
-        assert "Transpose" not in types and "MVN" in types, artifact.path
-        fq_fed_norms = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MVN"
-                        and op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
-        assert not fq_fed_norms
+        norm, other = ("NormalizeL2", "MVN") if artifact.precision == "int8" else ("MVN", "NormalizeL2")
+        assert "Transpose" not in types and norm in types and other not in types, artifact.path
+        norm_inputs = [op.input_value(0).get_node() for op in model.get_ordered_ops() if op.get_type_name() == norm]
+        if norm == "NormalizeL2":  # its input is x − mean: what feeds the Subtract is what fed the MVN
+            norm_inputs = [node.input_value(0).get_node() for node in norm_inputs]
+        assert not [node for node in norm_inputs if node.get_type_name() == "FakeQuantize"]
