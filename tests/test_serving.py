@@ -210,6 +210,18 @@ def test_cold_start_regression_is_inconclusive_when_the_runs_straddle_the_ceilin
     assert g.status == "failed" and g.baseline == pytest.approx(0.1)
 
 
+def test_cold_start_regression_from_one_run_decides_nothing():
+    """One cold start each is one moment of a shared machine: far past the ceiling, still inconclusive."""
+    base = with_serving(make_report())
+    one = edited(base, INT8, cold_start_ms=400.0, cold_start_runs_ms=[400.0])
+    (g,) = [g for g in compare_reports(base, one, Gates()).results if g.gate == "max_cold_start_regression"
+            and g.artifact == INT8]
+    assert g.status == "inconclusive" and g.passed and "from 1 run(s), fewer than the 3 it needs" in g.detail
+    (g,) = [g for g in compare_reports(base, one, Gates(on_unstable="fail")).results
+            if g.gate == "max_cold_start_regression" and g.artifact == INT8]
+    assert g.status == "inconclusive" and not g.passed
+
+
 def test_a_baseline_without_serving_figures_is_not_compared_on_them():
     old = make_report()  # schema 2: no serving figures
     comp = compare_reports(old, with_serving(make_report(), {INT8: 2.0}), Gates())
