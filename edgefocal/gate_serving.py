@@ -26,8 +26,9 @@ def ratio_gate(gates: Gates, name: str, label: str, what: str, old: tuple, new: 
     low, high = (min(art) / max(ref), max(art) / min(ref)) if art and ref else (new_ratio, new_ratio)
     detail = (f"{what} {new[0]:.4g} = {new_ratio:.3g}x the reference now, {old_ratio:.3g}x in the baseline "
               f"({growth:+.1%}); ceiling {ceiling:.3g}x; per-run {low:.3g}-{high:.3g}x")
-    if art and ref and min(len(art), len(ref)) < min_runs:
-        few = f" from {min(len(art), len(ref))} run(s), fewer than the {min_runs} it needs"
+    fewest_runs = min(len(art), len(ref))
+    if art and ref and fewest_runs < min_runs:
+        few = f" from {fewest_runs} run(s), fewer than the {min_runs} it needs"
         return inconclusive(name, label, growth, bound, gates, detail + few, old_ratio)
     verdict = at_most_verdict(low, high, ceiling)
     if verdict == INCONCLUSIVE:
