@@ -1,8 +1,8 @@
 """INT8 for ONNX Runtime on x86: U8S8 Q/DQ ONNX (uint8 asymmetric activations, int8 symmetric per-channel
 weights), the flavour ORT fuses into its integer kernels; S8S8 Q/DQ runs slower than FP32 there.
 
-The graph quantized is the export rewritten for ORT (`float_model`): f split per part (conv_split.py) and
-every 1×1 conv a MatMul (pointwise_matmul.py). ONNX Runtime's own `quantize_static` places and calibrates the
+The graph quantized is the export rewritten for ORT (`float_model`): f split per part (conv_split.py),
+every 1×1 conv a MatMul (pointwise_matmul.py) and the ops between them channels-last (channels_last.py). ONNX Runtime's own `quantize_static` places and calibrates the
 Q/DQ pairs, with the precision plan's float nodes in `nodes_to_exclude`, and leaves MatMul outputs float,
 so that ORT runs each INT8 MatMul as MatMulIntegerToFloat (uint8 in, float out)."""
 from __future__ import annotations
@@ -19,13 +19,16 @@ from edgefocal.plan import PrecisionPlan
 
 
 def float_model(onnx_fp32: Path) -> onnx.ModelProto:
-    """The exported FocalNet as ONNX Runtime's INT8 graphs start from: f split, 1×1 convs as MatMuls."""
+    """The exported FocalNet as ONNX Runtime's INT8 graphs start from: f split, 1×1 convs as MatMuls, the ops
+    between them channels-last."""
     from edgefocal.backends.conv_split import split_convs
+    from edgefocal.backends.onnxruntime.channels_last import ops_channels_last
     from edgefocal.backends.onnxruntime.pointwise_matmul import pointwise_convs_to_matmul
 
     model = onnx.load(str(onnx_fp32))
     split_convs(model)
     pointwise_convs_to_matmul(model)
+    ops_channels_last(model)
     return model
 
 
