@@ -4,13 +4,15 @@ of the depthwise convs, where its NCHWc convs read and write channels-last thems
 After pointwise_matmul.py every 1×1 conv is a channels-last MatMul, and ORT's transpose optimizer cancels the
 transposes between consecutive channels-last ops. It gives up inside FocalNet's modulation: the gated sum
 ctx_all = Σ ctx_l · gate_l + gelu(mean(ctx_L)) · gate_L mixes the depthwise convs' NCHW outputs with the gates
-of f's MatMul, so it moves the gates and the sum to NCHW and transposes the whole sum back for h's MatMul:
-on focalnet_tiny_srf at 224², 60 Transposes a run. Here every op that reads a channels-last tensor (an output
-of a `Transpose(NHWC→NCHW)`) and computes per element, per channel slice or per spatial mean gets a channels-
-last twin: elementwise ops, `Slice`s, `ReduceMean`s over H and W. A conv output it meets is transposed to
-channels-last, which ORT folds into the conv's ReorderOutput (channels_last=1); a reader that needs NCHW gets a
-transpose back, which ORT cancels or keeps. A twin keeps its original's name and module scopes, so that the
-precision plan, the search's surgery and the profiles find it.
+of f's MatMul, so it moves the gates and the sum to NCHW and transposes the whole sum back for h's MatMul.
+focalnet_tiny_srf's INT8 graph as ORT runs it has 62 Transposes, 14 after this rewrite (0.956× the batch-1
+time, median of 60 interleaved rounds, 2 threads, AMD EPYC).
+
+Every op that reads a channels-last tensor (an output of a `Transpose(NHWC→NCHW)`) and computes per element,
+per channel slice or per spatial mean gets a channels-last twin: elementwise ops, `Slice`s, `ReduceMean`s over
+H and W. A conv output it meets is transposed to channels-last, which ORT folds into the conv's ReorderOutput
+(channels_last=1); a reader that needs NCHW gets a transpose back, which ORT cancels or keeps. A twin keeps its
+original's name and module scopes, so that the precision plan, the search's surgery and the profiles find it.
 
 Hand-written on the ONNX graph like pointwise_matmul.py: ORT's transpose optimizer decides by counts of
 transposes, not by which ones its NCHWc convs absorb, and has no option that changes that."""
