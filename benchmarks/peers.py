@@ -35,6 +35,11 @@ CALIBRATION = 300
 # (about 0.4 GB each here; its CalibMaxIntermediateOutputs drops data instead of folding it in ORT 1.32)
 SRF = {"model.name": "focalnet_tiny_srf", "model.num_classes": 10, "calibration.size": 16, "eval.size": 200,
        "quantize.target_agreement": None}
+# batch-1 latency: 200 runs a runner in 20 rounds of 10. This shared machine switches between a fast and a slow
+# state within seconds (the same IR in one process: 15.7 or 20.5 ms a run), and not every runtime slows alike;
+# in 5 rounds of 40 a runner's p50 fell in whichever state held most of its runs (single rounds 0.51–1.61× on the
+# 32×32 models), shorter rounds spread the two states more evenly over the runners
+ROUNDS, ITERATIONS = 20, 200
 THROUGHPUT_BATCHES = (8, 32)
 THROUGHPUT_GMACS = 1500  # per runner and batch size: at 224² (4.4 GMACs an image), 10 batches of 32
 CASES = {
@@ -147,7 +152,7 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
         ref = predict(runners["torch FP32 eager"], images, batch)
         rows = {label: compare(predict(r, images, batch), ref, labels) for label, r in runners.items()}
         timed = {label: r for label, r in runners.items() if artifacts.get(label, ("torch",))[0] != "coreml"}
-        lat = benchmark(timed, images[:1], [1], 10, 60 if quick else 200, 5)
+        lat = benchmark(timed, images[:1], [1], 10, 60 if quick else ITERATIONS, 5 if quick else ROUNDS)
         gmacs = result.report["bench"]["gmacs_per_image"]
         # throughput: each runner's batch-8 and batch-32 runs bounded by MACs (bench.bounded_counts), interleaved
         lat_batched = benchmark(timed, images[:1], list(THROUGHPUT_BATCHES), 2, 20 if quick else 50, 5,
@@ -233,7 +238,8 @@ def main(argv=None) -> int:
     lines = header("INT8 against the peers") + [
         "Agreement: fraction of eval images whose top-1 class equals torch FP32's; top-1 drop in points. "
         "Latency: batch 1, p50 over interleaved rounds, all artifacts and the torch reference in the same "
-        "process and run, the artifacts' order rotated every round (a slot's time depends on what ran before it); \"per round\" is the lowest and highest speedup of the 5 rounds taken one at a time, "
+        "process and run, the artifacts' order rotated every round (a slot's time depends on what ran before it); "
+        f"\"per round\" is the lowest and highest speedup of the {5 if args.quick else ROUNDS} rounds taken one at a time, "
         "how far this shared machine moved it during the run. TensorRT's Q/DQ ONNX runs in ONNX Runtime here "
         "(no TensorRT): its latency is not an engine's.", ""]
     for title in CASES:
