@@ -2,29 +2,18 @@
 profile, and the table's ratios (the whole run builds two 224² FocalNets: benchmarks only)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from benchmark_scripts import benchmark_script
 
 from edgefocal.core import ExecutedOp
 from edgefocal.verify.profile import Profile
 
-REPO = Path(__file__).resolve().parent.parent.parent
-
 
 @pytest.fixture(scope="module")
 def ceiling():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # it imports its neighbours (common, peers) as the script does
-    spec = importlib.util.spec_from_file_location("ceiling", REPO / "benchmarks" / "ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ceiling"] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("ceiling", None)
-    sys.path.remove(str(REPO / "benchmarks"))
+    with benchmark_script("ceiling") as module:
+        yield module
 
 
 def test_torch_mac_share_is_most_of_a_conv_stack_and_none_of_elementwise_ops(ceiling):

@@ -3,24 +3,20 @@ options, and one run end to end on tiny settings (the default model, 50 and 100 
 no search, a short bench, no serving stage: two real builds, about 100 s of CPU)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import benchmark_script
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("scale", REPO / "benchmarks" / "scale.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scale"] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("scale", None)
+    with benchmark_script("scale") as module:
+        yield module
 
 
 def _builds(scale):
