@@ -72,8 +72,7 @@ class _Rewrite:
         twin_out = f"{node.output[0]}/nhwc"
         extra, inputs = made
         twin = _copy(node, inputs, [twin_out], node.name)
-        back = _copy(node, [twin_out], [node.output[0]], f"{node.name}/to_nchw", "Transpose")
-        back.attribute.extend([_perm(TO_NCHW)])
+        back = _transpose(node, twin_out, node.output[0], f"{node.name}/to_nchw", TO_NCHW)
         self.nodes += extra + [twin, back]
         self.twin[node.output[0]] = twin_out
         self.twinned += 1
@@ -88,8 +87,7 @@ class _Rewrite:
             elif name in self.inits:
                 inputs.append(self._constant(name))
             elif self.rank.get(name) == 4:
-                to_nhwc = _copy(node, [name], [f"{node.name}/to_nhwc{k}"], f"{node.name}/to_nhwc{k}", "Transpose")
-                to_nhwc.attribute.extend([_perm(TO_NHWC)])
+                to_nhwc = _transpose(node, name, f"{node.name}/to_nhwc{k}", f"{node.name}/to_nhwc{k}", TO_NHWC)
                 extra.append(to_nhwc)
                 inputs.append(to_nhwc.output[0])
                 self.twin[name] = to_nhwc.output[0]  # later readers share it: the last focal level's mean
@@ -134,21 +132,23 @@ class _Rewrite:
         return [], inputs
 
 
-def _copy(node, inputs, outputs, name: str, op_type: str | None = None):
-    """A node like `node` (its attributes unless it is another op, its module scopes) on other tensors."""
+def _copy(node, inputs, outputs, name: str):
+    """`node` on other tensors, its attributes and module scopes kept."""
     from onnx import helper
 
-    made = helper.make_node(op_type or node.op_type, inputs, outputs, name, domain=node.domain if op_type is None else "")
-    if op_type is None:
-        made.attribute.extend(node.attribute)
+    made = helper.make_node(node.op_type, inputs, outputs, name, domain=node.domain)
+    made.attribute.extend(node.attribute)
     made.metadata_props.extend(node.metadata_props)  # the exporter's module scopes, which naming reads
     return made
 
 
-def _perm(perm: list[int]):
+def _transpose(beside, source: str, output: str, name: str, perm: list[int]):
+    """A Transpose in the module scopes of the node `beside` it, so that profiles attribute it there."""
     from onnx import helper
 
-    return helper.make_attribute("perm", perm)
+    made = helper.make_node("Transpose", [source], [output], name, perm=perm)
+    made.metadata_props.extend(beside.metadata_props)
+    return made
 
 
 def _drop_unread_nodes(model) -> None:

@@ -2,9 +2,10 @@
 weights), the flavour ORT fuses into its integer kernels; S8S8 Q/DQ runs slower than FP32 there.
 
 The graph quantized is the export rewritten for ORT (`float_model`): f split per part (conv_split.py),
-every 1×1 conv a MatMul (pointwise_matmul.py) and the ops between them channels-last (channels_last.py). ONNX Runtime's own `quantize_static` places and calibrates the
-Q/DQ pairs, with the precision plan's float nodes in `nodes_to_exclude`, and leaves MatMul outputs float,
-so that ORT runs each INT8 MatMul as MatMulIntegerToFloat (uint8 in, float out)."""
+every 1×1 conv a MatMul (pointwise_matmul.py) and the ops between them channels-last (channels_last.py).
+ONNX Runtime's own `quantize_static` places and calibrates the Q/DQ pairs, with the precision plan's float
+nodes in `nodes_to_exclude`, and leaves MatMul outputs float, so that ORT runs each INT8 MatMul as
+MatMulIntegerToFloat (uint8 in, float out)."""
 from __future__ import annotations
 
 import logging
