@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from common import header, write
-from peers import CASES, CALIBRATION, _inputs
+from peers import CASES, _inputs, build_case
 
-from edgefocal.recipe import REPO_ROOT, load_recipe
 
 OUT = Path(__file__).with_suffix(".md")
 SRF_CASES = [title for title, case in CASES.items() if case["overrides"].get("model.name") == "focalnet_tiny_srf"]
@@ -76,29 +75,20 @@ def mac_ms(profile) -> float:
     return macs.ms * min(1.0, profile.measured_ms / profile.profiled_ms)
 
 
-def build_artifacts(title: str, tmp: Path) -> tuple[dict[str, Path], object, int]:
-    """{label: INT8 artifact} of the case's build (OpenVINO and ONNX Runtime only), its recipe and the threads
-    its benchmark used."""
-    from edgefocal.pipeline import build
-
-    overrides = {"targets": list(TARGETS), "calibration.size": CALIBRATION, "bench.batch_sizes": [1],
-                 "bench.rounds": 1, "bench.iterations": 3, **CASES[title]["overrides"],
-                 "output": str(tmp / "edgefocal")}
-    recipe = load_recipe(REPO_ROOT / "recipes" / "default.yaml", overrides)
-    result = build(recipe)
-    rows = [r.to_dict() for r in result.report["rows"]]
-    return ({f"{title.split(' (')[0]}: {r['target']} int8": result.output / r["path"] for r in rows
-             if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}, recipe,
+def build_artifacts(title: str, tmp: Path) -> tuple[dict[str, tuple[str, Path]], object, int]:
+    """{label: (target, INT8 artifact)} of the case's build as peers.py builds it (OpenVINO and ONNX Runtime
+    only), its recipe and the threads its benchmark used."""
+    result, recipe, built = build_case(CASES[title], list(TARGETS), tmp / "edgefocal")
+    return ({f"{title.split(' (')[0]}: {label}": found for label, found in built.items()}, recipe,
             result.report["bench"]["threads_used"])
 
 
-def measure(artifacts: dict[str, Path], model, x: np.ndarray, rounds: int, threads: int) -> Rounds:
+def measure(artifacts: dict[str, tuple[str, Path]], model, x: np.ndarray, rounds: int, threads: int) -> Rounds:
     """`rounds` rounds of: torch timed, torch profiled, each artifact profiled beside its runner."""
     import torch
 
     from edgefocal.backends import get_backend
     from edgefocal.backends.torch import TorchRunner
-    from edgefocal.predict import find_artifact
     from edgefocal.verify.profile import profile
 
     reference = TorchRunner(model, device="cpu", threads=threads)
@@ -110,9 +100,8 @@ def measure(artifacts: dict[str, Path], model, x: np.ndarray, rounds: int, threa
         share = torch_mac_share(model, torch.from_numpy(x))
         out.torch_ms.append(torch_ms)
         out.torch_mac_share.append(share)
-        for label, path in artifacts.items():
-            built = find_artifact(path)
-            p = profile(get_backend(built.entry["target"]), path, "int8", x, threads, runs=10)
+        for label, (target, path) in artifacts.items():
+            p = profile(get_backend(target), path, "int8", x, threads, runs=10)
             out.add(label, torch_ms, torch_ms * share, p.measured_ms, mac_ms(p))
     return out
 
@@ -141,7 +130,7 @@ def main(argv=None) -> int:
     lines = header("How far INT8 can outrun torch FP32 eager on this CPU") + [
         "Speedups against the unpruned torch model, batch 1, the builds' benchmark threads; median and range over "
         f"{args.rounds} rounds. MAC-only: the speedup if every op but the MAC ops took no time.", ""]
-    artifacts: dict[str, Path] = {}
+    artifacts: dict[str, tuple[str, Path]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, title in enumerate(SRF_CASES):
             built, recipe, threads = build_artifacts(title, Path(tmp) / str(i))

@@ -119,7 +119,6 @@ def runner_for(runtime: str, path: Path, threads: int):
 
 def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
     """One model: edgefocal's build, the peers from the same export, every runner evaluated and timed."""
-    from edgefocal.pipeline import build
     from edgefocal.backends.torch import TorchRunner
     from edgefocal.verify.bench import benchmark
     from edgefocal.verify.evaluate import predict
@@ -128,20 +127,11 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
     started = time.time()
     # Core ML on the trained models (its numpy executor gives agreement, not latency; at 224² it is too slow)
     targets = ["openvino", "onnxruntime", "tensorrt"] + ([] if case.get("latency_only") else ["coreml"])
-    overrides = {"targets": targets, "calibration.size": CALIBRATION,
-                 "bench.batch_sizes": [1], "bench.rounds": 1, "bench.iterations": 3, **case["overrides"]}
-    if quick:
-        overrides.update({"eval.size": 500, "quantize.selection_size": 300, "quantize.validation_size": 300})
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = load_recipe(case["recipe"] or REPO_ROOT / "recipes" / "default.yaml",
-                             {**overrides, "output": str(Path(tmp) / "edgefocal")})
-        result = build(recipe)
-        out = result.output
-        rows = [row.to_dict() for row in result.report["rows"]]
-        artifacts = {f"edgefocal {r['label']}": (r["target"], out / r["path"]) for r in rows
-                     if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}
+        result, recipe, built = build_case(case, targets, Path(tmp) / "edgefocal", quick)
+        artifacts = {f"edgefocal {label}": found for label, found in built.items()}
         images, labels, calibration, model = _inputs(recipe)
-        artifacts |= peer_artifacts(out / "model_fp32.onnx", calibration, Path(tmp), log)
+        artifacts |= peer_artifacts(result.output / "model_fp32.onnx", calibration, Path(tmp), log)
         threads = result.report["bench"]["threads_used"]
         runners = {"torch FP32 eager": TorchRunner(model, device="cpu", threads=threads)}
         runners |= {label: runner_for(rt, p, threads) for label, (rt, p) in artifacts.items()}
@@ -160,6 +150,22 @@ def run_case(title: str, case: dict, quick: bool, log) -> list[str]:
     for label in lat:
         lat[label] |= lat_batched[label]
     return _table(title, result, rows, lat, case.get("latency_only", False), time.time() - started)
+
+
+def build_case(case: dict, targets: list[str], output: Path, quick: bool = False):
+    """(build result, recipe, {row label: (target, INT8 artifact)}) of edgefocal's build of one case, timed
+    only briefly (the scripts time it side by side afterwards)."""
+    from edgefocal.pipeline import build
+
+    overrides = {"targets": targets, "calibration.size": CALIBRATION,
+                 "bench.batch_sizes": [1], "bench.rounds": 1, "bench.iterations": 3, **case["overrides"]}
+    if quick:
+        overrides.update({"eval.size": 500, "quantize.selection_size": 300, "quantize.validation_size": 300})
+    recipe = load_recipe(case["recipe"] or REPO_ROOT / "recipes" / "default.yaml", {**overrides, "output": str(output)})
+    result = build(recipe)
+    rows = [row.to_dict() for row in result.report["rows"]]
+    return result, recipe, {r["label"]: (r["target"], result.output / r["path"]) for r in rows
+                            if r.get("requested") and not r.get("skipped") and r["precision"] == "int8"}
 
 
 def _inputs(recipe):
