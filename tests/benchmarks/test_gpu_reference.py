@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import benchmark_script
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -31,11 +32,8 @@ def test_cpu_fallback_writes_the_whole_file(tmp_path):
 
 
 def test_a_failing_section_is_written_down_and_the_run_goes_on():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_reference", REPO / "benchmarks" / "gpu_reference.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    lines, passed = script.guarded("focalnet_tiny_srf", lambda: 1 / 0)
-    assert not passed and lines[0] == "### focalnet_tiny_srf" and "**failed**: ZeroDivisionError: division by zero" in lines
-    assert script.guarded("ok", lambda: ["fine"]) == (["fine"], True)
+    with benchmark_script("gpu_reference") as script:
+        lines, passed = script.guarded("focalnet_tiny_srf", lambda: 1 / 0)
+        assert not passed and lines[0] == "### focalnet_tiny_srf"
+        assert "**failed**: ZeroDivisionError: division by zero" in lines
+        assert script.guarded("ok", lambda: ["fine"]) == (["fine"], True)
