@@ -133,13 +133,18 @@ def test_build_with_modelopt_producer_writes_a_conformant_qdq_onnx_and_a_row(tmp
     recipe = tmp_path / "mo.yaml"
     recipe.write_text("calibration: {source: fashion-mnist, split: train, size: 64}\n"
                       "eval: {source: fashion-mnist, split: test, size: 300}\n"
-                      "bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1}\n"
+                      "bench: {batch_sizes: [1], warmup: 1, iterations: 3, rounds: 1, cold_start_runs: 1}\n"
+                      # fewer held-out images than the default's 4000, and a target that makes the search keep
+                      # parts float, so that ModelOpt quantizes again with them excluded
+                      "quantize: {target_agreement: 0.9999, selection_size: 2000, validation_size: 300, "
+                      "search_seconds: 15}\n"
                       "tensorrt: {qdq_producer: modelopt}\n")
     out = tmp_path / "out"
     assert main(["build", "--recipe", str(recipe), "--target", "tensorrt", "--precision", "int8",
                  "--output", str(out), "--quiet"]) == 0
-    rows = {r["label"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
-    row = rows["tensorrt int8 (ModelOpt Q/DQ ONNX via ONNX Runtime)"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["precision_plan"]["mixed_precision"]["chosen"]  # parts the search kept float
+    row = {r["label"]: r for r in report["rows"]}["tensorrt int8 (ModelOpt Q/DQ ONNX via ONNX Runtime)"]
     assert row["qdq_producer"] == "modelopt" and row["conformance"] == "pass" and row["qdq_nodes"] > 0
     assert row["calibration_method"] == "max" and row["agreement"] > 0.95
     assert check_tensorrt_qdq(out / row["path"], warnings=False) == []
