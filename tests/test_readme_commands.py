@@ -27,7 +27,8 @@ def workdir(tmp_path_factory, default_model, fmnist_calibration):
     torch.manual_seed(0)
     torch.save(timm.create_model("focalnet_tiny_srf").state_dict(), d / "focalnet_tiny_srf.pth")
     train, test = fashion_mnist("train"), fashion_mnist("test")
-    write_imagefolder(d / "data" / "calib", train, balanced_subset(train.labels, 50, seed=0))
+    # 20 images: the 224² model's search measures each of its 64 parts on half of them (the other half confirms)
+    write_imagefolder(d / "data" / "calib", train, balanced_subset(train.labels, 20, seed=0))
     write_imagefolder(d / "data" / "val", test, balanced_subset(test.labels, 20, seed=0))
     test.load(int(np.flatnonzero(test.labels == 6)[0])).save(d / "shirt.png")  # class 6: Shirt
     fp32 = onnx_from_torch(default_model.model, tuple(default_model.data_config["input_size"]), d / "fp32.onnx")
